@@ -1,0 +1,3 @@
+"""STARS reimplementation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from stars.cli import main
+
+sys.exit(main())

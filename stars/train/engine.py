@@ -1,0 +1,303 @@
+"""The training loop shared by every method: pretraining, tuning and supervised evaluation.
+
+It knows nothing about a method beyond `loss, metrics = step(model, batch)`. It owns devices and
+processes (one CPU, one GPU, or torchrun + DistributedDataParallel with the same global batch),
+bf16 autocast, optional torch.compile, the per-iteration learning-rate schedule, gradient
+clipping, progress, per-epoch metrics CSV, and atomic checkpoints with exact resume.
+
+Exact resume: every random draw of an epoch (data order, crops, augmentation, masking, dropout) is
+seeded from (seed, epoch, rank) at the start of the epoch, and everything else that evolves
+(weights, optimizer moments, queues and other buffers) is in the checkpoint, so a run resumed at
+an epoch boundary ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from stars import dist
+from stars.config import to_dict
+from stars.io import MetricsCSV, atomic_torch_save
+
+CHECKPOINT_NAME = "checkpoint-last.pt"
+FINAL_NAME = "final.pt"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule (per iteration)."""
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3  # peak learning rate (absolute, for the global batch)
+    min_lr: float = 5e-4  # end of the half-cosine
+    warmup_epochs: float = 20.0  # linear warm-up from 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05  # used by groups that do not set their own
+    momentum: float = 0.9  # SGD only
+    clip_grad: float = 0.0  # global L2 norm; 0 = no clipping
+
+    def __post_init__(self) -> None:
+        if self.lr < 0 or self.min_lr < 0:
+            raise ValueError("learning rates must be >= 0")
+        if self.warmup_epochs < 0:
+            raise ValueError("warmup_epochs must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run executes (not what it learns)."""
+
+    epochs: int = 400
+    batch_size: int = 128  # global batch, split evenly over processes
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:1
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False  # torch.compile the model
+    checkpoint_every: int = 20  # epochs between checkpoints (and always at the end)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be >= 1")
+
+
+def learning_rate(cfg: OptimConfig, epoch: float, total_epochs: int) -> float:
+    """Linear warm-up, then a half-cosine from `lr` to `min_lr` (or constant). `epoch` is fractional."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * epoch / cfg.warmup_epochs
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(total_epochs - cfg.warmup_epochs, 1e-12)
+    progress = min((epoch - cfg.warmup_epochs) / span, 1.0)
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Each group may carry `lr_scale` (multiplies the scheduled lr) and its own `weight_decay`."""
+    groups = [dict(g) for g in groups if any(p.requires_grad for p in g["params"])]
+    if not groups:
+        raise ValueError("no trainable parameters")
+    for group in groups:
+        group.setdefault("lr_scale", 1.0)
+        group.setdefault("weight_decay", cfg.weight_decay)
+        group["lr"] = cfg.lr * group["lr_scale"]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed python, numpy and torch for one epoch of one process."""
+    value = (seed * 1_000_003 + epoch * 10_007 + rank * 101) % (2**31 - 1)
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+StepFn = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+
+
+class Trainer:
+    """Runs `epochs` of `step(model, batch)` over `loader` with checkpoints in `run_dir`.
+
+    model: the module holding every trainable parameter and every evolving buffer.
+    groups: optimiser parameter groups (see `build_optimizer`).
+    loader: iterable of batch dicts with `set_epoch(e)` and `__len__`, already sharded per process.
+    step: returns (loss, metrics) for one batch; called inside autocast.
+    after_step(model, global_step): optional, e.g. a teacher's momentum update.
+    end_of_epoch(model, epoch) -> metrics: optional, e.g. a KNN monitor.
+    config: the resolved run config, stored in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: list[dict],
+        loader,
+        step: StepFn,
+        optim: OptimConfig,
+        run: RunConfig,
+        run_dir: str | Path,
+        *,
+        kind: str,
+        config: Any = None,
+        info: dist.DistInfo | None = None,
+        after_step: Callable[[nn.Module, int], None] | None = None,
+        end_of_epoch: Callable[[nn.Module, int], dict[str, float]] | None = None,
+        sync_batchnorm: bool = True,
+        checkpoint_extra: Callable[[], dict] | None = None,
+    ):
+        self.info = info or dist.DistInfo(0, 0, 1, dist.pick_device(run.device))
+        self.device = self.info.device
+        self.run_dir = Path(run_dir)
+        self.optim_cfg, self.run_cfg = optim, run
+        self.kind, self.config = kind, config
+        self.step_fn, self.after_step, self.end_of_epoch = step, after_step, end_of_epoch
+        self.checkpoint_extra = checkpoint_extra
+        self.loader = loader
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(groups, optim)
+        self.module = self.model
+        if self.info.world_size > 1:
+            if sync_batchnorm:
+                self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+            self.module = nn.parallel.DistributedDataParallel(
+                self.module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
+        if run.compile:
+            self.module = torch.compile(self.module)
+        use_bf16 = run.precision == "bf16" or (run.precision == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
+        self.start_epoch = 0
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state(self, epoch: int) -> dict:
+        state = {
+            "format": "stars",
+            "kind": self.kind,
+            "model": unwrap(self.module).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": epoch,
+            "config": to_dict(self.config) if self.config is not None else {},
+            "world_size": self.info.world_size,
+        }
+        if self.checkpoint_extra is not None:
+            state.update(self.checkpoint_extra())
+        return state
+
+    def save(self, epoch: int, final: bool = False) -> None:
+        if not dist.is_main_process():
+            return
+        state = self.state(epoch)
+        atomic_torch_save(state, self.run_dir / CHECKPOINT_NAME)
+        if final:
+            atomic_torch_save(
+                {k: v for k, v in state.items() if k != "optimizer"}, self.run_dir / FINAL_NAME
+            )
+
+    def resume(self, path: str | Path | None = None) -> int:
+        """Load model, optimiser and epoch from `path` (default: the run's last checkpoint)."""
+        path = Path(path) if path is not None else self.run_dir / CHECKPOINT_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise ValueError(f"{path}: cannot read checkpoint ({err})") from err
+        if not isinstance(state, dict) or state.get("format") != "stars" or "optimizer" not in state:
+            raise ValueError(f"{path}: not a resumable stars checkpoint")
+        if state.get("kind") != self.kind:
+            raise ValueError(f"{path}: checkpoint of a {state.get('kind')!r} run, this run is {self.kind!r}")
+        unwrap(self.module).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = int(state["epoch"])
+        self.metrics.truncate(self.start_epoch)
+        return self.start_epoch
+
+    # --- loop --------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def fit(self) -> list[dict[str, float]]:
+        run, optim = self.run_cfg, self.optim_cfg
+        steps_per_epoch = len(self.loader)
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"the training split gives no full batch of {run.batch_size}; lower batch_size"
+            )
+        history = []
+        for epoch in range(self.start_epoch, run.epochs):
+            seed_epoch(run.seed, epoch, self.info.rank)
+            self.loader.set_epoch(epoch)
+            self.module.train()
+            totals: dict[str, float] = {}
+            count, seen, start = 0, 0, time.perf_counter()
+            bar = tqdm(
+                self.loader, total=steps_per_epoch, desc=f"{self.kind} {epoch + 1}/{run.epochs}",
+                disable=not (run.progress and dist.is_main_process()), leave=False, dynamic_ncols=True,
+                mininterval=2.0,
+            )
+            for it, batch in enumerate(bar):
+                lr = learning_rate(optim, epoch + it / steps_per_epoch, run.epochs)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr * group["lr_scale"]
+                with self._autocast():
+                    loss, metrics = self.step_fn(self.module, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{self.kind}: loss is {loss.item()} at epoch {epoch}, iteration {it}; "
+                        f"last good checkpoint: {self.run_dir / CHECKPOINT_NAME}"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if optim.clip_grad > 0:
+                    params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+                    torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
+                self.optimizer.step()
+                if self.after_step is not None:
+                    self.after_step(unwrap(self.module), epoch * steps_per_epoch + it)
+                batch_size = _batch_size(batch)
+                seen += batch_size
+                count += 1
+                totals["loss"] = totals.get("loss", 0.0) + loss.detach().float().item()
+                for key, value in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+                if it % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            elapsed = time.perf_counter() - start
+            row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in totals.items()}}
+            row["lr"] = lr
+            row["seq_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)
+            row["epoch_time_s"] = elapsed
+            if self.end_of_epoch is not None:
+                self.module.eval()
+                row.update(self.end_of_epoch(unwrap(self.module), epoch))
+            if dist.is_main_process():
+                self.metrics.append(row)
+            history.append(row)
+            last = epoch + 1 == run.epochs
+            if last or (epoch + 1) % run.checkpoint_every == 0:
+                self.save(epoch + 1, final=last)
+            dist.barrier()
+        if self.start_epoch >= run.epochs and dist.is_main_process() and not (self.run_dir / FINAL_NAME).exists():
+            self.save(run.epochs, final=True)
+        return history
+
+
+def _batch_size(batch: dict) -> int:
+    if "y" in batch:
+        return int(batch["y"].shape[0])
+    if "index" in batch:
+        return int(batch["index"].shape[0])
+    return 0
