@@ -130,7 +130,7 @@ class SkeletonEncoder(nn.Module):
         self.joints_embed = SkeletonPatchEmbed(cfg.in_channels, cfg.embed_dim, cfg.t_patch_size)
         self.temp_embed = nn.Parameter(torch.zeros(1, cfg.num_temporal_patches, 1, cfg.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1, cfg.num_joints, cfg.embed_dim))
-        drop_path_rates = torch.linspace(0.0, cfg.drop_path_rate, cfg.depth).tolist()
+        drop_path_rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             [Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, drop_path=rate) for rate in drop_path_rates]
         )

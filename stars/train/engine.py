@@ -229,15 +229,17 @@ class Trainer:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def fit(self) -> list[dict[str, float]]:
+    def fit(self, stop_after: int | None = None) -> list[dict[str, float]]:
+        """Train from `start_epoch` to `run.epochs` (or only up to epoch `stop_after`, as an interruption would)."""
         run, optim = self.run_cfg, self.optim_cfg
+        end_epoch = run.epochs if stop_after is None else min(stop_after, run.epochs)
         steps_per_epoch = len(self.loader)
         if steps_per_epoch == 0:
             raise ValueError(
                 f"the training split gives no full batch of {run.batch_size}; lower batch_size"
             )
         history = []
-        for epoch in range(self.start_epoch, run.epochs):
+        for epoch in range(self.start_epoch, end_epoch):
             seed_epoch(run.seed, epoch, self.info.rank)
             self.loader.set_epoch(epoch)
             self.module.train()

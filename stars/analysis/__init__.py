@@ -1,0 +1,1 @@
+"""Analyses of trained models and of model cost (parameter and MAC counts)."""

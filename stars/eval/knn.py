@@ -1,0 +1,271 @@
+"""K-nearest-neighbour evaluation on pooled encoder features (cosine similarity).
+
+Two classifiers, both computed on the device as a chunked matmul + top-k over the training bank:
+
+* `knn_majority`: uniform vote among the k nearest training samples, as the official `knn_eval.py`
+  (scikit-learn `KNeighborsClassifier(n_neighbors=k, metric="cosine")` on L2-normalised features).
+  A tie in the vote goes to the smallest class label (scikit-learn: `argmax` over the sorted classes).
+  Neighbours are ordered by similarity, equal similarities by training index, so when several training
+  samples tie at the k-th distance the ones with the smallest indices are kept (scikit-learn's choice
+  there depends on its partition algorithm; with continuous features such ties do not occur).
+* `knn_weighted`: InstDisc-style weighted vote, each of the k neighbours adds `exp(similarity / T)` to
+  its class; used by the official tuning monitor (k in {10, 20, 40}, T = 0.1).
+
+`run_knn` is the `stars eval knn` protocol; `knn_monitor` scores an encoder during stage-2 tuning on a
+held-out part of the TRAINING split (never the test split).
+
+References: Wu et al. 2018 "Unsupervised feature learning via non-parametric instance discrimination"
+(weighted kNN); scikit-learn `KNeighborsClassifier` (uniform vote and its tie rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stars.data.npz import SkeletonSplit, load_split
+from stars.eval.common import (
+    ArrayLike,
+    extract_features,
+    load_encoder_for_eval,
+    resolve_device,
+    write_result,
+)
+
+
+@dataclass(frozen=True)
+class KNNConfig:
+    """`stars eval knn`: defaults are the official knn_eval.py (majority) and tuning monitor (weighted)."""
+
+    ks_majority: tuple[int, ...] = (1, 2, 5, 10)  # uniform-vote k values (README reports k = 1)
+    ks_weighted: tuple[int, ...] = (10, 20, 40)  # weighted-vote k values (official tuning monitor)
+    temperature: float = 0.1  # weighted vote: weight = exp(similarity / temperature)
+    batch_size: int = 256  # feature extraction batch
+    crop: float = 0.95  # centre crop ratio of both splits
+    query_chunk: int = 1024  # test samples per similarity matmul
+    seed: int = 0  # recorded; the protocol itself draws nothing at random
+
+    def __post_init__(self) -> None:
+        for name in ("ks_majority", "ks_weighted"):
+            if any(k < 1 for k in getattr(self, name)):
+                raise ValueError(f"KNNConfig.{name}: every k must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError(f"KNNConfig.temperature must be > 0, got {self.temperature}")
+        if not 0 < self.crop <= 1:
+            raise ValueError(f"KNNConfig.crop must be in (0, 1], got {self.crop}")
+        if self.batch_size < 1 or self.query_chunk < 1:
+            raise ValueError("KNNConfig.batch_size and query_chunk must be >= 1")
+
+
+KNN_PRESETS = {"paper": KNNConfig(), "small": KNNConfig(), "tiny": KNNConfig(batch_size=64)}
+
+
+@dataclass
+class KNNOutcome:
+    """Per-k results of one kNN classifier.
+
+    top1: k -> top-1 accuracy in percent.
+    predictions: k -> (Q,) int64 predicted labels of the test samples.
+    """
+
+    top1: dict[int, float]
+    predictions: dict[int, np.ndarray]
+
+
+def _to_tensor(values: ArrayLike, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(values)) if isinstance(values, np.ndarray) else torch.as_tensor(values)
+    return tensor.to(device=device, dtype=dtype) if dtype is not None else tensor.to(device)
+
+
+def _check_inputs(train_f, train_y, test_f, test_y) -> None:
+    if train_f.ndim != 2 or test_f.ndim != 2 or train_f.shape[1] != test_f.shape[1]:
+        raise ValueError(
+            f"kNN: features must be (N, D) and (Q, D), got {tuple(train_f.shape)} and {tuple(test_f.shape)}"
+        )
+    if train_y.shape != (train_f.shape[0],) or test_y.shape != (test_f.shape[0],):
+        raise ValueError(
+            f"kNN: labels must be (N,) and (Q,), got {tuple(train_y.shape)} and {tuple(test_y.shape)}"
+        )
+    if train_f.shape[0] == 0:
+        raise ValueError("kNN: the training bank is empty")
+
+
+def nearest_neighbours(
+    bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine neighbours of every query in the bank (both already L2-normalised).
+
+    bank: (N, D); queries: (Q, D) -> (similarities (Q, k), indices (Q, k)), ordered by decreasing
+    similarity, equal similarities by increasing bank index (the first k of that total order).
+    """
+    k = min(k, bank.shape[0])
+    all_sims, all_idx = [], []
+    for start in range(0, queries.shape[0], chunk):
+        sims = queries[start : start + chunk] @ bank.T  # (B, N)
+        values, indices = sims.topk(k, dim=1)
+        # Rows with more candidates than k at the k-th similarity: take the first k of a stable sort.
+        boundary = (sims >= values[:, -1:]).sum(dim=1) > k
+        if boundary.any():
+            rows = boundary.nonzero(as_tuple=True)[0]
+            order = torch.sort(sims[rows], dim=1, descending=True, stable=True).indices[:, :k]
+            indices[rows] = order
+        # Order within the k by (similarity desc, index asc).
+        indices = indices.sort(dim=1).values
+        values = sims.gather(1, indices)
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices
+        all_sims.append(values.gather(1, order))
+        all_idx.append(indices.gather(1, order))
+    return torch.cat(all_sims), torch.cat(all_idx)
+
+
+def _prepare(train_f, train_y, test_f, test_y, device, num_classes):
+    device = resolve_device(device)
+    dtype = torch.float64 if np.asarray(train_f).dtype == np.float64 else torch.float32
+    bank = F.normalize(_to_tensor(train_f, device, dtype), dim=1)
+    queries = F.normalize(_to_tensor(test_f, device, dtype), dim=1)
+    bank_y = _to_tensor(train_y, device).long()
+    query_y = _to_tensor(test_y, device).long()
+    _check_inputs(bank, bank_y, queries, query_y)
+    if num_classes is None:
+        num_classes = int(max(bank_y.max().item(), query_y.max().item() if len(query_y) else 0)) + 1
+    return bank, bank_y, queries, query_y, num_classes
+
+
+def _score(votes_fn, ks, bank, bank_y, queries, query_y, num_classes, chunk) -> KNNOutcome:
+    k_max = max(ks)
+    sims, idx = nearest_neighbours(bank, queries, k_max, chunk)
+    neighbour_labels = bank_y[idx]  # (Q, k_max)
+    top1, predictions = {}, {}
+    for k in ks:
+        k_eff = min(k, bank.shape[0])
+        weights = votes_fn(sims[:, :k_eff])
+        scores = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype, device=queries.device)
+        scores.scatter_add_(1, neighbour_labels[:, :k_eff], weights)
+        predicted = scores.argmax(dim=1)  # first maximum = smallest class label among tied classes
+        predictions[k] = predicted.cpu().numpy().astype(np.int64)
+        top1[k] = 100.0 * (predicted == query_y).double().mean().item() if len(query_y) else float("nan")
+    return KNNOutcome(top1=top1, predictions=predictions)
+
+
+def knn_majority(
+    train_f: ArrayLike,
+    train_y: ArrayLike,
+    test_f: ArrayLike,
+    test_y: ArrayLike,
+    ks: Sequence[int] = (1, 2, 5, 10),
+    *,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    chunk: int = 1024,
+) -> KNNOutcome:
+    """Uniform-vote cosine kNN. train_f: (N, D), train_y: (N,), test_f: (Q, D), test_y: (Q,).
+
+    Features are L2-normalised here; float64 inputs are computed in float64, others in float32.
+    """
+    bank, bank_y, queries, query_y, num_classes = _prepare(train_f, train_y, test_f, test_y, device, num_classes)
+    return _score(torch.ones_like, tuple(ks), bank, bank_y, queries, query_y, num_classes, chunk)
+
+
+def knn_weighted(
+    train_f: ArrayLike,
+    train_y: ArrayLike,
+    test_f: ArrayLike,
+    test_y: ArrayLike,
+    ks: Sequence[int] = (10, 20, 40),
+    temperature: float = 0.1,
+    *,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    chunk: int = 1024,
+) -> KNNOutcome:
+    """InstDisc weighted cosine kNN: class score = sum over the k neighbours of that class of exp(sim / T)."""
+    if temperature <= 0:
+        raise ValueError(f"knn_weighted: temperature must be > 0, got {temperature}")
+    bank, bank_y, queries, query_y, num_classes = _prepare(train_f, train_y, test_f, test_y, device, num_classes)
+    return _score(
+        lambda sims: torch.exp(sims / temperature), tuple(ks), bank, bank_y, queries, query_y, num_classes, chunk
+    )
+
+
+def knn_monitor(
+    encoder: nn.Module,
+    bank_split: SkeletonSplit,
+    query_split: SkeletonSplit,
+    *,
+    ks: Sequence[int] = (10, 20, 40),
+    temperature: float = 0.1,
+    batch_size: int = 256,
+    crop: float = 0.95,
+    device: str | torch.device | None = None,
+    feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Weighted-kNN accuracy for monitoring stage-2 tuning without touching the test split.
+
+    bank_split / query_split: two disjoint parts of the TRAINING split (e.g. from
+    `stars.data.splits.validation_holdout`). feature_fn: maps a batch (N, C, T, V, M) to (N, D) features
+    (default: `encoder(x)`, the pooled representation; pass the projector output to mirror the official
+    monitor). -> {"knn_k10": %, "knn_k20": %, ..., "knn_best": max over k}.
+    """
+    bank_f, bank_y = extract_features(encoder, bank_split, crop, batch_size, device, feature_fn=feature_fn)
+    query_f, query_y = extract_features(encoder, query_split, crop, batch_size, device, feature_fn=feature_fn)
+    outcome = knn_weighted(
+        bank_f, bank_y, query_f, query_y, ks, temperature,
+        num_classes=max(bank_split.num_classes, query_split.num_classes), device=device,
+    )
+    metrics = {f"knn_k{k}": acc for k, acc in outcome.top1.items()}
+    metrics["knn_best"] = max(outcome.top1.values())
+    return metrics
+
+
+def run_knn(
+    ckpt: str | None,
+    data: str,
+    out: str | Path,
+    cfg: KNNConfig = KNNConfig(),
+    device: str | torch.device | None = None,
+    preset: str | None = None,
+) -> dict[str, float]:
+    """`stars eval knn`: features of both splits of `data`, majority and weighted kNN on the test split.
+
+    Writes to `out`: metrics.json (top-1 % per classifier and k), config.yaml, run.json, and
+    predictions_{majority,weighted}_k{k}.npy + labels.npy (for the confusion matrix).
+    """
+    out = Path(out)
+    device = resolve_device(device)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device)
+    train, test = load_split(data, "train"), load_split(data, "test")
+    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device)
+    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device)
+    num_classes = max(train.num_classes, test.num_classes)
+    majority = knn_majority(
+        train_f, train_y, test_f, test_y, cfg.ks_majority, num_classes=num_classes, device=device,
+        chunk=cfg.query_chunk,
+    )
+    weighted = knn_weighted(
+        train_f, train_y, test_f, test_y, cfg.ks_weighted, cfg.temperature, num_classes=num_classes,
+        device=device, chunk=cfg.query_chunk,
+    )
+    metrics: dict[str, float] = {}
+    for name, outcome in (("majority", majority), ("weighted", weighted)):
+        for k, acc in outcome.top1.items():
+            metrics[f"{name}_k{k}"] = acc
+            out.mkdir(parents=True, exist_ok=True)
+            np.save(out / f"predictions_{name}_k{k}.npy", outcome.predictions[k])
+    np.save(out / "labels.npy", test_y)
+    write_result(
+        out, "knn", metrics, cfg, data, cfg.seed, device,
+        encoder=info, num_train=len(train), num_test=len(test), feature_dim=int(train_f.shape[1]),
+    )
+    return metrics
+
+
+__all__ = [
+    "KNNConfig", "KNN_PRESETS", "KNNOutcome", "nearest_neighbours", "knn_majority", "knn_weighted",
+    "knn_monitor", "run_knn",
+]

@@ -1,0 +1,270 @@
+"""What the notebooks call: profiles, datasets, and a cache of trained checkpoints and evaluations.
+
+A profile fixes the data and the sizes of every run:
+
+    smoke  seconds, for the tests: a small synthetic set, a tiny model; writes to a temporary folder
+    demo   default: the embedded synthetic dataset and a small model; `make tables` on a 2-core CPU
+    real   NW-UCLA and UTD-MHAD from a folder (DATA), the paper-size model; a GPU is advised
+    paper  NTU-60/120 and PKU-MMD npz files from a folder (DATA), the paper's hyperparameters; GPU
+
+Stage-1 and stage-2 checkpoints shared by several tables are trained once: every run lives in
+`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes the resolved config, the dataset
+file and the initial checkpoint. A changed parameter changes the key of that run and of the runs
+that start from it, and of nothing else. Interrupted runs resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stars.config import ConfigError
+from stars.results import RESULTS_ROOT, write_figure, write_table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("smoke", "demo", "real", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and data of one profile. Overrides are `--set` strings applied to the presets."""
+
+    name: str
+    preset: str  # model/schedule preset for pretrain, tune and eval
+    datasets: dict[str, str]  # role -> npz path (xsub, xview, fewshot, transfer_source, transfer_target)
+    pretrain: tuple[str, ...] = ()
+    tune: tuple[str, ...] = ()
+    evaluation: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    semi_runs: int = 5
+    description: str = ""
+
+
+def _synthetic_profile(name: str, root: Path) -> Profile:
+    from stars.data.synthetic import prepare_synthetic
+
+    small = name == "smoke"
+    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120} if small else {}
+    folder = root / ("synthetic-smoke" if small else "synthetic")
+    xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
+    if not (xsub.exists() and xview.exists()):
+        prepare_synthetic(folder, seed=0, **options)
+    datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
+    if small:
+        return Profile(
+            name=name, preset="tiny", datasets=datasets,
+            pretrain=("run.epochs=1", "run.batch_size=32"),
+            tune=("run.epochs=1", "run.batch_size=32", "queue_size=128"),
+            evaluation={
+                "linear": ("epochs=1",), "finetune": ("epochs=1",), "semi": ("finetune.epochs=1",),
+            },
+            semi_runs=2,
+            description="seconds-long runs on a small synthetic set (tests only)",
+        )
+    return Profile(
+        name=name, preset="small", datasets=datasets, semi_runs=3,
+        description="embedded synthetic dataset (NTU-25 layout), small model, CPU",
+    )
+
+
+def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
+    """Resolve a profile; `data` is the folder holding the npz files (real, paper)."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    cache_root = cache_root or default_cache_root()
+    if name in ("smoke", "demo"):
+        return _synthetic_profile(name, cache_root / "data")
+    if not data:
+        raise ConfigError(f"profile {name!r} needs DATA: the folder with the dataset files")
+    folder = Path(data)
+    if name == "paper":
+        datasets = {
+            "xsub": folder / "NTU60_XSub.npz", "xview": folder / "NTU60_XView.npz",
+            "fewshot": folder / "NTU120_XSub.npz",
+            "transfer_source": folder / "NTU60_XSub.npz", "transfer_target": folder / "PKUv2_XSub.npz",
+        }
+        missing = [str(p) for k, p in datasets.items() if k in ("xsub", "xview") and not p.exists()]
+        if missing:
+            raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare`)")
+        return Profile(name=name, preset="paper", datasets={k: str(v) for k, v in datasets.items()},
+                       description="NTU RGB+D / PKU-MMD, paper hyperparameters")
+    # real: prepare NW-UCLA / UTD-MHAD from raw folders once, in the layout shared by both (Kinect v1 order)
+    from stars.data.real import prepare_nw_ucla, prepare_utd_mhad
+
+    out = cache_root / "data" / "real"
+    utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
+    if not utd.exists():
+        prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+    if not ucla.exists():
+        prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+    datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
+                "transfer_source": str(ucla), "transfer_target": str(utd)}
+    return Profile(name=name, preset="paper", datasets=datasets, pretrain=("encoder.num_joints=20",),
+                   description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("STARS_CACHE", REPO_ROOT / "cache"))
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(4 << 20))
+        if size > 8 << 20:
+            handle.seek(size - (4 << 20))
+            digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+_VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
+
+
+def _resolved(kind: str, method: str, preset: str, overrides: list[str]) -> dict:
+    """The resolved config dict of a run, minus fields that do not change its result."""
+    from stars.config import apply_overrides, to_dict
+
+    if kind == "pretrain":
+        from stars.train.pretrain import pretrain_preset
+
+        cfg = apply_overrides(pretrain_preset(method, preset), overrides)
+    elif kind == "tune":
+        from stars.train.tune import tune_preset
+
+        cfg = apply_overrides(tune_preset(method, preset), overrides)
+    else:
+        from stars.eval.cli import protocol_config
+
+        cfg = apply_overrides(protocol_config(method, preset), overrides)
+    data = to_dict(cfg)
+    for key in _VOLATILE:
+        head, _, tail = key.partition(".")
+        if isinstance(data.get(head), dict):
+            data[head].pop(tail, None)
+    return data
+
+
+class Experiment:
+    """One notebook's view of a profile: datasets, cached runs, and where its results go."""
+
+    def __init__(self, name: str, profile: str = "demo", data: str | None = None, device: str | None = None,
+                 results_dir: str | None = None, progress: bool = False):
+        self.name = name
+        self.profile = get_profile(profile, data)
+        self.device = device
+        self.progress = progress
+        self.cache = default_cache_root() / self.profile.name
+        if results_dir:
+            self.out_dir = Path(results_dir)
+        elif self.profile.name == "smoke":
+            self.out_dir = Path(tempfile.mkdtemp(prefix=f"stars-smoke-{name}-"))
+        else:
+            self.out_dir = RESULTS_ROOT / self.profile.name
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- data --------------------------------------------------------------------------------
+    def dataset(self, role: str = "xsub") -> str:
+        try:
+            return self.profile.datasets[role]
+        except KeyError:
+            raise ConfigError(
+                f"profile {self.profile.name!r} has no {role!r} dataset; it has {sorted(self.profile.datasets)}"
+            ) from None
+
+    def dataset_label(self, role: str = "xsub") -> str:
+        return Path(self.dataset(role)).stem
+
+    # --- cached runs -------------------------------------------------------------------------
+    def _overrides(self, kind: str, method: str, extra: dict[str, Any] | None) -> list[str]:
+        base = {"pretrain": self.profile.pretrain, "tune": self.profile.tune}.get(kind)
+        if base is None:
+            base = self.profile.evaluation.get(method, ())
+        items = list(base) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        if kind in ("pretrain", "tune"):
+            items.append(f"run.progress={self.progress}")
+        return items
+
+    def _run_dir(self, kind: str, method: str, overrides: list[str], data: str, init: str | None) -> Path:
+        resolved = _resolved(kind, method, self.profile.preset, overrides)
+        key = _key(kind, method, resolved, file_fingerprint(data),
+                   file_fingerprint(init) if init else None)
+        return self.cache / f"{kind}-{method}-{key}"
+
+    def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides: Any) -> str:
+        """Final checkpoint of a stage-1 run (trained now unless cached)."""
+        from stars.train.pretrain import main
+
+        data = self.dataset(dataset)
+        items = self._overrides("pretrain", method, overrides)
+        run_dir = self._run_dir("pretrain", method, items, data, None)
+        final = run_dir / "final.pt"
+        if not final.exists():
+            main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
+                                    resume=True, overrides=items, device=self.device))
+        return str(final)
+
+    def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
+        """Final checkpoint of a stage-2 run from `init` (trained now unless cached)."""
+        from stars.train.tune import main
+
+        data = self.dataset(dataset)
+        items = self._overrides("tune", method, overrides)
+        run_dir = self._run_dir("tune", method, items, data, init)
+        final = run_dir / "final.pt"
+        if not final.exists():
+            main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
+                                    preset=self.profile.preset, resume=True, overrides=items, device=self.device))
+        return str(final)
+
+    def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
+                 **overrides: Any) -> dict[str, Any]:
+        """Metrics of an evaluation protocol (run now unless cached)."""
+        from stars.eval.cli import main
+
+        data = self.dataset(dataset)
+        target_data = self.dataset(target) if target else None
+        items = self._overrides("eval", protocol, overrides)
+        run_dir = self._run_dir("eval", protocol, items + [f"target={target_data}"], data, ckpt)
+        metrics = run_dir / "metrics.json"
+        if not metrics.exists():
+            main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
+                                    out=str(run_dir), preset=self.profile.preset, resume=True, overrides=items,
+                                    device=self.device))
+        result = json.loads(metrics.read_text())
+        result["_dir"] = str(run_dir)
+        return result
+
+    # --- outputs -----------------------------------------------------------------------------
+    def table(self, df, title: str, dataset: str, notes: str = "", name: str | None = None) -> Path:
+        return write_table(df, self.out_dir, name or self.name, title=title, profile=self.profile.name,
+                           dataset=dataset, notes=notes)
+
+    def figure(self, fig, name: str | None = None) -> Path:
+        return write_figure(fig, self.out_dir, name or self.name)
+
+    def save_params(self, params: Any) -> Path:
+        """The notebook's validated parameters, next to its results."""
+        from stars.config import save_config
+
+        data = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)
+        data["profile_description"] = self.profile.description
+        return save_config(data, self.out_dir / f"{self.name}.config.yaml")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)

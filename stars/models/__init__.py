@@ -1,0 +1,1 @@
+"""Model blocks, the skeleton encoder, heads, the MAMP pretraining model and checkpoint I/O."""

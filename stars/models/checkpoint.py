@@ -1,0 +1,284 @@
+"""Reading and writing model checkpoints: our own format and the official MAMP / STARS files.
+
+Formats recognised by `detect_format`:
+
+* "stars" (ours): `{"format": "stars", "kind": "encoder" | "mamp" | "mae" | "nnclr" | ..., "model": state_dict,
+  "config": dict, ...}`. The state dict is either flat (encoder and MAMP models: `joints_embed.*`, `blocks.*`,
+  ...) or, for models that wrap the encoder (`Classifier`, stage-2 methods), prefixed with `encoder.`.
+  `config["encoder"]`, when present, holds the `EncoderConfig` fields.
+  Stage-2 continuation state, when saved, lives in the state dict as `head.*` (ProjectorPredictor names),
+  `queue` (K, D), `queue_ptr` and `queue_id` (K,).
+* "mamp-official": a dict with key "model" holding the flat MAMP state dict (encoder + `decoder*` +
+  `mask_token`; finetune checkpoints carry `head.*` instead), plus "optimizer", "epoch", "args"
+  (an `argparse.Namespace`), "scaler".
+* "stars-official": a bare state dict of the STARS tuning model: `encoder_student.*` (encoder and
+  `encoder_student.head.*`), `queue` (feature_dim, K) with L2-normalised columns, `queue_ptr` (1,),
+  `queue_id` (K,).
+
+Everything is loaded with `torch.load(..., weights_only=True)`; `argparse.Namespace` is the only extra
+type allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stars.models.encoder import EncoderConfig
+
+CHECKPOINT_FORMAT = "stars"
+CHECKPOINT_KINDS = ("encoder", "mamp", "mae", "nnclr", "moco", "dino", "classifier")
+STARS_STUDENT_PREFIX = "encoder_student."
+DEFAULT_NUM_HEADS = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or object that cannot be read or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `load_encoder` did: keys missing from / unexpected in the checkpoint, keys whose shapes
+    differ ("key: checkpoint shape vs model shape"), keys deliberately dropped (decoder, heads, queue),
+    and the detected checkpoint format."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    dropped: list[str]
+    format: str
+
+
+def _describe(source: Any) -> str:
+    return str(source) if isinstance(source, str | os.PathLike) else "<checkpoint object>"
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict from `path` on the CPU with `weights_only=True`.
+
+    Raises `FileNotFoundError` for a missing file and `CheckpointError` (a ValueError) naming the file for
+    anything that is not a readable torch checkpoint (truncated file, other file type, disallowed pickled
+    objects) or whose top level is not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
+            AttributeError, ImportError, IndexError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (truncated, not a torch file, or it holds objects other "
+            f"than tensors, containers and argparse.Namespace): {type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict at the top level of the checkpoint, got {type(obj).__name__}")
+    return obj
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in obj.items()
+    )
+
+
+def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove a DistributedDataParallel `module.` prefix present on every key."""
+    if state and all(key.startswith("module.") for key in state):
+        return {key[len("module."):]: value for key, value in state.items()}
+    return dict(state)
+
+
+def detect_format(obj: Any, source: str = "<checkpoint object>") -> str:
+    """-> "stars" | "mamp-official" | "stars-official"; CheckpointError naming `source` otherwise."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected a dict checkpoint, got {type(obj).__name__}")
+    if obj.get("format") == CHECKPOINT_FORMAT:
+        if not _is_state_dict(obj.get("model")):
+            raise CheckpointError(f"{source}: 'stars' checkpoint without a tensor state dict under 'model'")
+        return "stars"
+    if "model" in obj:
+        if not _is_state_dict(obj["model"]):
+            raise CheckpointError(f"{source}: key 'model' does not hold a state dict of tensors")
+        return "mamp-official"
+    if _is_state_dict(obj) and any(key.startswith(STARS_STUDENT_PREFIX) for key in _strip_module_prefix(obj)):
+        return "stars-official"
+    raise CheckpointError(
+        f"{source}: unrecognised checkpoint structure (top-level keys {sorted(map(str, obj))[:10]}); expected our "
+        "'stars' format, an official MAMP dict with 'model', or an official STARS state dict with "
+        f"'{STARS_STUDENT_PREFIX}*' keys"
+    )
+
+
+def _is_encoder_key(key: str) -> bool:
+    return not (key.startswith("decoder") or key.startswith("mask_token") or key.startswith("head."))
+
+
+def _split_encoder_state(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], list[str], str]:
+    """-> (encoder state dict, dropped keys, format)."""
+    fmt = detect_format(obj, source)
+    if fmt == "stars-official":
+        full = _strip_module_prefix(obj)
+        state = {k[len(STARS_STUDENT_PREFIX):]: v for k, v in full.items() if k.startswith(STARS_STUDENT_PREFIX)}
+        dropped = [k for k in full if not k.startswith(STARS_STUDENT_PREFIX)]
+    else:
+        state = _strip_module_prefix(obj["model"])
+        dropped = []
+        if fmt == "stars" and any(key.startswith("encoder.") for key in state):
+            dropped = [k for k in state if not k.startswith("encoder.")]
+            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    dropped += [k for k in state if not _is_encoder_key(k)]
+    state = {k: v for k, v in state.items() if _is_encoder_key(k)}
+    return state, dropped, fmt
+
+
+def extract_encoder_state(obj: Any) -> dict[str, torch.Tensor]:
+    """Encoder-only state dict (SkeletonEncoder names) from a checkpoint object of any known format:
+    decoder*/mask_token and head.* dropped, `encoder_student.` / `encoder.` / `module.` prefixes stripped,
+    queue buffers left out."""
+    return _split_encoder_state(obj, "<checkpoint object>")[0]
+
+
+def load_encoder(
+    path_or_obj: str | os.PathLike | Mapping[str, Any], encoder: nn.Module, strict: bool = True
+) -> LoadReport:
+    """Load the encoder weights of a checkpoint (file path or loaded object) into `encoder`.
+
+    With `strict=True` any missing, unexpected or shape-mismatched key raises a CheckpointError (a ValueError)
+    naming every such key; with `strict=False` the keys that match in name and shape are loaded and the
+    rest is reported.
+    """
+    source = _describe(path_or_obj)
+    obj = load_checkpoint_file(path_or_obj) if isinstance(path_or_obj, str | os.PathLike) else path_or_obj
+    state, dropped, fmt = _split_encoder_state(obj, source)
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in set(state) & set(expected)
+        if state[key].shape != expected[key].shape
+    )
+    if strict and (missing or unexpected or mismatched):
+        problems = []
+        if missing:
+            problems.append(f"missing keys {missing}")
+        if unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        if mismatched:
+            problems.append(f"shape mismatches {mismatched}")
+        raise CheckpointError(f"{source} ({fmt}): encoder weights do not fit the model: " + "; ".join(problems))
+    loadable = {k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape}
+    encoder.load_state_dict(loadable, strict=False)
+    return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched, dropped=sorted(dropped), format=fmt)
+
+
+def extract_stars_head_and_queue(
+    obj: Any,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, int, torch.Tensor]:
+    """Head and memory bank of a STARS tuning checkpoint, for continuing tuning (second -> third stage).
+
+    -> (head state with `projector.*` / `predictor.*` keys for `ProjectorPredictor`, queue (K, D) float32,
+    queue pointer int, queue ids (K,) int64).
+    Official checkpoints store the head under `encoder_student.head.*`; its inner names are assumed to
+    mirror ours (projector = one BatchNorm1d, predictor = Sequential 0..3); a projector stored as a
+    one-layer Sequential (`projector.0.*`) is mapped onto ours. Their queue is (D, K) and is transposed.
+    """
+    fmt = detect_format(obj)
+    if fmt == "mamp-official":
+        raise CheckpointError("an official MAMP checkpoint has no STARS head or queue")
+    if fmt == "stars-official":
+        state = _strip_module_prefix(obj)
+        head_prefix = STARS_STUDENT_PREFIX + "head."
+        queue_layout = "feature-major"
+    else:
+        state = obj["model"]
+        head_prefix = "head."
+        queue_layout = "entry-major"
+    head = {key[len(head_prefix):]: value for key, value in state.items() if key.startswith(head_prefix)}
+    head = {re.sub(r"^projector\.0\.", "projector.", key): value for key, value in head.items()}
+    missing = [key for key in ("queue", "queue_ptr", "queue_id") if key not in state]
+    if not head or missing:
+        raise CheckpointError(
+            f"{fmt} checkpoint has no STARS tuning state: head keys found {len(head)}, missing {missing}"
+        )
+    queue = state["queue"].float()
+    if queue.ndim != 2:
+        raise CheckpointError(f"queue must be 2-D, got shape {tuple(queue.shape)}")
+    if queue_layout == "feature-major":
+        queue = queue.t()
+    queue_ids = state["queue_id"].long().reshape(-1)
+    if queue_ids.shape[0] != queue.shape[0]:
+        raise CheckpointError(f"queue has {queue.shape[0]} entries but queue_id has {queue_ids.shape[0]}")
+    return head, queue.contiguous(), int(state["queue_ptr"].reshape(-1)[0]), queue_ids
+
+
+def build_checkpoint(kind: str, model_state: Mapping[str, torch.Tensor], config: Mapping[str, Any], **extra: Any) -> dict:
+    """Our checkpoint dict: `{"format": "stars", "kind": kind, "model": state, "config": config, **extra}`."""
+    if kind not in CHECKPOINT_KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; choose one of {CHECKPOINT_KINDS}")
+    reserved = {"format", "kind", "model", "config"} & set(extra)
+    if reserved:
+        raise ValueError(f"extra checkpoint entries may not use the reserved keys {sorted(reserved)}")
+    return {"format": CHECKPOINT_FORMAT, "kind": kind, "model": dict(model_state), "config": dict(config), **extra}
+
+
+def save_checkpoint(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
+    """Write `obj` with torch.save atomically: temporary file in the same folder, fsync, os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(dict(obj), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def encoder_config_from_state(state: Mapping[str, torch.Tensor], num_heads: int = DEFAULT_NUM_HEADS) -> EncoderConfig:
+    """Infer the EncoderConfig of an encoder state dict from its tensor shapes.
+
+    depth, embed_dim, in_channels, t_patch_size, num_frames (= temporal patches x t_patch_size), num_joints
+    and mlp_ratio are read from shapes. The number of attention heads leaves no trace in the weights, so it
+    is taken from `num_heads` (default 8, the paper's); drop_path_rate is a training setting (0 here).
+    """
+    required = ("joints_embed.proj.weight", "temp_embed", "pos_embed", "blocks.0.mlp.fc1.weight")
+    absent = [key for key in required if key not in state]
+    if absent:
+        raise CheckpointError(f"cannot infer the encoder config: state dict lacks {absent}")
+    embed_dim, in_channels, t_patch_size, _ = state["joints_embed.proj.weight"].shape
+    depth = 1 + max(int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key)))
+    return EncoderConfig(
+        num_joints=int(state["pos_embed"].shape[2]),
+        num_frames=int(state["temp_embed"].shape[1]) * int(t_patch_size),
+        in_channels=int(in_channels),
+        t_patch_size=int(t_patch_size),
+        embed_dim=int(embed_dim),
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+    )
+
+
+def encoder_config_from_checkpoint(obj: Mapping[str, Any], num_heads: int = DEFAULT_NUM_HEADS) -> EncoderConfig:
+    """Our checkpoints: the stored `config["encoder"]`; otherwise inferred by `encoder_config_from_state`."""
+    if detect_format(obj) == "stars" and isinstance(obj.get("config"), Mapping) and "encoder" in obj["config"]:
+        return EncoderConfig.from_dict(dict(obj["config"]["encoder"]))
+    return encoder_config_from_state(extract_encoder_state(obj), num_heads=num_heads)
