@@ -44,6 +44,7 @@ class Profile:
     evaluation: dict[str, tuple[str, ...]] = field(default_factory=dict)
     semi_runs: int = 5
     description: str = ""
+    prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
@@ -53,8 +54,11 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120} if small else {}
     folder = root / ("synthetic-smoke" if small else "synthetic")
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
-    if not (xsub.exists() and xview.exists()):
-        prepare_synthetic(folder, seed=0, **options)
+
+    def prepare() -> None:
+        if not (xsub.exists() and xview.exists()):
+            prepare_synthetic(folder, seed=0, **options)
+
     datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
     if small:
         return Profile(
@@ -66,10 +70,11 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
             },
             semi_runs=2,
             description="seconds-long runs on a small synthetic set (tests only)",
+            prepare=prepare,
         )
     return Profile(
         name=name, preset="small", datasets=datasets, semi_runs=3,
-        description="embedded synthetic dataset (NTU-25 layout), small model, CPU",
+        description="embedded synthetic dataset (NTU-25 layout), small model, CPU", prepare=prepare,
     )
 
 
@@ -99,13 +104,17 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
 
     out = cache_root / "data" / "real"
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
-    if not utd.exists():
-        prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
-    if not ucla.exists():
-        prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+
+    def prepare() -> None:
+        if not utd.exists():
+            prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+        if not ucla.exists():
+            prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
     return Profile(name=name, preset="paper", datasets=datasets, pretrain=("encoder.num_joints=20",),
+                   tune=("encoder.num_joints=20",), prepare=prepare,
                    description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
 
 
@@ -177,6 +186,8 @@ class Experiment:
 
     # --- data --------------------------------------------------------------------------------
     def dataset(self, role: str = "xsub") -> str:
+        if self.profile.prepare is not None:
+            self.profile.prepare()
         try:
             return self.profile.datasets[role]
         except KeyError:
@@ -185,7 +196,10 @@ class Experiment:
             ) from None
 
     def dataset_label(self, role: str = "xsub") -> str:
-        return Path(self.dataset(role)).stem
+        try:
+            return Path(self.profile.datasets[role]).stem
+        except KeyError:
+            raise ConfigError(f"profile {self.profile.name!r} has no {role!r} dataset") from None
 
     # --- cached runs -------------------------------------------------------------------------
     def _overrides(self, kind: str, method: str, extra: dict[str, Any] | None) -> list[str]:
@@ -268,3 +282,21 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
+
+
+def notebook_params(cls, namespace: dict[str, Any], before: set[str]):
+    """Validate a notebook's parameters into the frozen dataclass `cls`.
+
+    `before` is `set(globals())` taken before the parameters cell; every name defined since (by the
+    parameters cell or papermill's injected cell) must be a field of `cls`, and values, which may
+    arrive as strings, are parsed to the field types. Unknown or mistyped parameters fail with their name.
+    """
+    from stars.config import from_dict
+
+    names = {n for n in namespace if n not in before and not n.startswith("_")}
+    names = {n for n in names if not callable(namespace[n]) and type(namespace[n]).__name__ != "module"}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(names - fields)
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; known: {sorted(fields)}")
+    return from_dict(cls, {n: namespace[n] for n in names})

@@ -24,16 +24,25 @@ def randomise_parameters(module: torch.nn.Module, seed: int = 0, std: float = 0.
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             noise = torch.randn(parameter.shape, generator=generator) * std
-            parameter.copy_(1.0 + noise if name.endswith("norm1.weight") or name.endswith("norm2.weight")
-                            or name == "norm.weight" else parameter + noise)
+            parameter.copy_(
+                1.0 + noise
+                if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight"
+                else parameter + noise
+            )
 
 
 # ----------------------------------------------------------------------------------------------- config
 def test_presets_and_paper_defaults():
     assert ENCODER_PRESETS["paper"] == EncoderConfig()
     paper = EncoderConfig()
-    assert (paper.num_joints, paper.num_frames, paper.t_patch_size, paper.embed_dim, paper.depth, paper.num_heads) == (
-        25, 120, 4, 256, 8, 8)
+    assert (
+        paper.num_joints,
+        paper.num_frames,
+        paper.t_patch_size,
+        paper.embed_dim,
+        paper.depth,
+        paper.num_heads,
+    ) == (25, 120, 4, 256, 8, 8)
     assert paper.num_tokens == 750 and paper.num_temporal_patches == 30
     small, tiny = ENCODER_PRESETS["small"], ENCODER_PRESETS["tiny"]
     assert (small.embed_dim, small.depth, small.num_heads) == (64, 4, 4)
@@ -74,10 +83,17 @@ def test_shapes_for_presets(preset):
     encoder = SkeletonEncoder(cfg).eval()
     x = random_batch(cfg, batch=1 if preset == "paper" else 3, persons=2)
     batch = x.shape[0]
-    assert encoder.patchify_embed(x).shape == (batch * 2, cfg.num_temporal_patches, cfg.num_joints, cfg.embed_dim)
+    assert encoder.patchify_embed(x).shape == (
+        batch * 2,
+        cfg.num_temporal_patches,
+        cfg.num_joints,
+        cfg.embed_dim,
+    )
     assert encoder.forward_tokens(x).shape == (batch * 2, cfg.num_tokens, cfg.embed_dim)
     assert encoder(x).shape == (batch, cfg.embed_dim)
-    assert encoder.depth == cfg.depth and encoder.embed_dim == cfg.embed_dim and len(encoder.blocks) == cfg.depth
+    assert (
+        encoder.depth == cfg.depth and encoder.embed_dim == cfg.embed_dim and len(encoder.blocks) == cfg.depth
+    )
 
 
 def test_wrong_input_shape_names_expected_and_got():
@@ -103,7 +119,9 @@ def test_pooled_is_mean_over_tokens_and_independent_persons():
 
 
 def test_drop_path_schedule_and_behaviour():
-    encoder = SkeletonEncoder(EncoderConfig(embed_dim=32, depth=4, num_heads=2, num_frames=8, drop_path_rate=0.3))
+    encoder = SkeletonEncoder(
+        EncoderConfig(embed_dim=32, depth=4, num_heads=2, num_frames=8, drop_path_rate=0.3)
+    )
     assert [block.drop_path.drop_prob for block in encoder.blocks] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     drop = DropPath(0.5).train()
     x = torch.ones(2000, 3, 4)
@@ -116,7 +134,9 @@ def test_drop_path_schedule_and_behaviour():
 
 
 # ------------------------------------------------------------------------------------- official layout
-def official_encoder_layout(depth=8, dim=256, joints=25, temporal_patches=30, channels=3, t_patch=4, hidden=1024):
+def official_encoder_layout(
+    depth=8, dim=256, joints=25, temporal_patches=30, channels=3, t_patch=4, hidden=1024
+):
     layout = {
         "joints_embed.proj.weight": (dim, channels, t_patch, 1),
         "joints_embed.proj.bias": (dim,),
@@ -127,12 +147,18 @@ def official_encoder_layout(depth=8, dim=256, joints=25, temporal_patches=30, ch
     }
     for i in range(depth):
         layout |= {
-            f"blocks.{i}.norm1.weight": (dim,), f"blocks.{i}.norm1.bias": (dim,),
-            f"blocks.{i}.attn.qkv.weight": (3 * dim, dim), f"blocks.{i}.attn.qkv.bias": (3 * dim,),
-            f"blocks.{i}.attn.proj.weight": (dim, dim), f"blocks.{i}.attn.proj.bias": (dim,),
-            f"blocks.{i}.norm2.weight": (dim,), f"blocks.{i}.norm2.bias": (dim,),
-            f"blocks.{i}.mlp.fc1.weight": (hidden, dim), f"blocks.{i}.mlp.fc1.bias": (hidden,),
-            f"blocks.{i}.mlp.fc2.weight": (dim, hidden), f"blocks.{i}.mlp.fc2.bias": (dim,),
+            f"blocks.{i}.norm1.weight": (dim,),
+            f"blocks.{i}.norm1.bias": (dim,),
+            f"blocks.{i}.attn.qkv.weight": (3 * dim, dim),
+            f"blocks.{i}.attn.qkv.bias": (3 * dim,),
+            f"blocks.{i}.attn.proj.weight": (dim, dim),
+            f"blocks.{i}.attn.proj.bias": (dim,),
+            f"blocks.{i}.norm2.weight": (dim,),
+            f"blocks.{i}.norm2.bias": (dim,),
+            f"blocks.{i}.mlp.fc1.weight": (hidden, dim),
+            f"blocks.{i}.mlp.fc1.bias": (hidden,),
+            f"blocks.{i}.mlp.fc2.weight": (dim, hidden),
+            f"blocks.{i}.mlp.fc2.bias": (dim,),
         }
     return layout
 
@@ -166,7 +192,9 @@ def reference_official_forward(state, x, depth, num_heads):
     batch, channels, frames, joints, persons = x.shape
     weight = state["joints_embed.proj.weight"][..., 0]  # (D, C, t_patch)
     dim, _, t_patch = weight.shape
-    sequences = x.permute(0, 4, 2, 3, 1).reshape(batch * persons, frames // t_patch, t_patch, joints, channels)
+    sequences = x.permute(0, 4, 2, 3, 1).reshape(
+        batch * persons, frames // t_patch, t_patch, joints, channels
+    )
     tokens = torch.einsum("bpfvc,dcf->bpvd", sequences, weight) + state["joints_embed.proj.bias"]
     tokens = tokens + state["temp_embed"] + state["pos_embed"]
     h = tokens.reshape(batch * persons, -1, dim)
@@ -183,8 +211,10 @@ def reference_official_forward(state, x, depth, num_heads):
     for i in range(depth):
         p = f"blocks.{i}."
         qkv = linear(layer_norm(h, p + "norm1"), p + "attn.qkv")
-        q, k, v = (qkv[..., j * dim:(j + 1) * dim].reshape(h.shape[0], -1, num_heads, head_dim).transpose(1, 2)
-                   for j in range(3))
+        q, k, v = (
+            qkv[..., j * dim : (j + 1) * dim].reshape(h.shape[0], -1, num_heads, head_dim).transpose(1, 2)
+            for j in range(3)
+        )
         weights = torch.softmax(q @ k.transpose(-1, -2) * head_dim**-0.5, dim=-1)
         attended = (weights @ v).transpose(1, 2).reshape(h.shape)
         h = h + linear(attended, p + "attn.proj")
@@ -221,10 +251,15 @@ def test_projector_predictor_layout_and_counts():
     prediction, projection = head.train()(pooled)
     assert prediction.shape == (8, 256) and projection.shape == (8, 256)
     # projector = batch norm: per-feature standardised batch, scaled by the affine weight
-    expected = (pooled - pooled.mean(0)) / torch.sqrt(pooled.var(0, unbiased=False) + 1e-5) * head.projector.weight
+    expected = (
+        (pooled - pooled.mean(0)) / torch.sqrt(pooled.var(0, unbiased=False) + 1e-5) * head.projector.weight
+    )
     torch.testing.assert_close(projection, expected + head.projector.bias, atol=1e-5, rtol=0)
     # STARS weights_init: BN weight ~ N(1, 0.02), Linear weight ~ N(0, 0.02), bias 0
-    assert abs(head.predictor[1].weight.mean().item() - 1) < 0.01 and 0.015 < head.predictor[0].weight.std() < 0.025
+    assert (
+        abs(head.predictor[1].weight.mean().item() - 1) < 0.01
+        and 0.015 < head.predictor[0].weight.std() < 0.025
+    )
     assert torch.all(head.predictor[3].bias == 0)
 
 

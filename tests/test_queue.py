@@ -29,7 +29,9 @@ def test_enqueue_is_fifo_with_wrap_around_for_a_batch_that_does_not_divide_the_s
     write_position = 0
     for step in range(4):  # 16 rows into 10 slots: wraps in step 2 (slots 8, 9, 0, 1) and again in step 3
         ids = torch.arange(step * batch, (step + 1) * batch)
-        rows = F.normalize(torch.randn(batch, dim, generator=torch.Generator().manual_seed(100 + step)), dim=1)
+        rows = F.normalize(
+            torch.randn(batch, dim, generator=torch.Generator().manual_seed(100 + step)), dim=1
+        )
         queue.enqueue(rows, ids)
         for row, sample_id in zip(rows, ids.tolist()):
             reference_rows[write_position] = row

@@ -52,6 +52,13 @@ def valid_lengths(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     return out
 
 
+def _check_interval(interval: tuple[float, ...], name: str, allow_single: bool) -> None:
+    sizes = (1, 2) if allow_single else (2,)
+    if len(interval) not in sizes or not all(0 < v <= 1 for v in interval) or interval != tuple(sorted(interval)):
+        want = "one ratio p or two ratios a <= b" if allow_single else "two ratios a <= b"
+        raise ValueError(f"{name} must be {want} in (0, 1], got {interval!r}")
+
+
 @dataclass(frozen=True)
 class CropConfig:
     """Temporal crop + resize; defaults are MAMP's (and the STARS evaluation's).
@@ -82,13 +89,6 @@ class CropConfig:
 
 MAMP_CROP = CropConfig()
 FULL_LENGTH_CROP = CropConfig(train_interval=(1.0,))  # STARS tuning: p_interval [1.0]
-
-
-def _check_interval(interval: tuple[float, ...], name: str, allow_single: bool) -> None:
-    sizes = (1, 2) if allow_single else (2,)
-    if len(interval) not in sizes or not all(0 < v <= 1 for v in interval) or interval != tuple(sorted(interval)):
-        want = "one ratio p or two ratios a <= b" if allow_single else "two ratios a <= b"
-        raise ValueError(f"{name} must be {want} in (0, 1], got {interval!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def crop_resize_batch(
     rows = indices[:, None]
     first = x[rows, start[:, None] + lower].to(compute)
     second = x[rows, start[:, None] + upper].to(compute)
-    return ((1 - weight) * first + weight * second).to(x.dtype)
+    return torch.lerp(first, second, weight).to(x.dtype)
 
 
 def _seeded_generator(*key: int, device: torch.device | str = "cpu") -> torch.Generator:

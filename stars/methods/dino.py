@@ -93,7 +93,9 @@ def dino_cross_entropy(
     return total / pairs
 
 
-def iterations_per_epoch(num_samples: int, global_batch: int, drop_last: bool = True, world_size: int = 1) -> int:
+def iterations_per_epoch(
+    num_samples: int, global_batch: int, drop_last: bool = True, world_size: int = 1
+) -> int:
     """Optimizer steps per epoch with `world_size` processes each loading global_batch / world_size samples.
 
     Matches a DistributedSampler (drop_last: floor(N / W) samples per process, else ceil) and a DataLoader with
@@ -105,7 +107,9 @@ def iterations_per_epoch(num_samples: int, global_batch: int, drop_last: bool = 
             f"global_batch={global_batch}, world_size={world_size}"
         )
     if global_batch % world_size:
-        raise ValueError(f"iterations_per_epoch: global batch {global_batch} not divisible by {world_size} processes")
+        raise ValueError(
+            f"iterations_per_epoch: global batch {global_batch} not divisible by {world_size} processes"
+        )
     per_process_batch = global_batch // world_size
     if drop_last:
         per_process_samples = num_samples // world_size
@@ -191,7 +195,9 @@ class DINO(nn.Module):
         if step >= self.teacher_temperature_warmup_steps:
             return self.teacher_temperature
         fraction = step / self.teacher_temperature_warmup_steps
-        return self.warmup_teacher_temperature + fraction * (self.teacher_temperature - self.warmup_teacher_temperature)
+        return self.warmup_teacher_temperature + fraction * (
+            self.teacher_temperature - self.warmup_teacher_temperature
+        )
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
@@ -222,14 +228,20 @@ class DINO(nn.Module):
         batch = global_views[0].shape[0]
         for view in global_views + local_views:
             if view.shape[0] != batch:
-                raise ValueError(f"DINO: every view must hold the same {batch} samples, got {tuple(view.shape)}")
+                raise ValueError(
+                    f"DINO: every view must hold the same {batch} samples, got {tuple(view.shape)}"
+                )
         if any(view.shape != global_views[0].shape for view in global_views):
             raise ValueError("DINO: global views must share one shape")
 
         student_outputs = _normalised_outputs(self.encoder, self.head, global_views + local_views)
         with torch.no_grad():
-            teacher_outputs = torch.cat(_normalised_outputs(self.teacher_encoder, self.teacher_head, global_views))
-            targets = sinkhorn_knopp(teacher_outputs, self.teacher_temperature_at(step), self.sinkhorn_iterations)
+            teacher_outputs = torch.cat(
+                _normalised_outputs(self.teacher_encoder, self.teacher_head, global_views)
+            )
+            targets = sinkhorn_knopp(
+                teacher_outputs, self.teacher_temperature_at(step), self.sinkhorn_iterations
+            )
             teacher_probs = list(targets.split(batch))
         dino_loss = dino_cross_entropy(student_outputs, teacher_probs, self.student_temperature)
         koleo = sum(koleo_loss(student_outputs[index]) for index in range(len(global_views)))

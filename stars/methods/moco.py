@@ -28,7 +28,10 @@ def momentum_update(student: nn.Module, teacher: nn.Module, momentum: float) -> 
     teacher_parameters = dict(teacher.named_parameters())
     student_buffers = dict(student.named_buffers())
     teacher_buffers = dict(teacher.named_buffers())
-    if student_parameters.keys() != teacher_parameters.keys() or student_buffers.keys() != teacher_buffers.keys():
+    if (
+        student_parameters.keys() != teacher_parameters.keys()
+        or student_buffers.keys() != teacher_buffers.keys()
+    ):
         raise ValueError("momentum_update: student and teacher have different parameter or buffer names")
     for name, teacher_parameter in teacher_parameters.items():
         teacher_parameter.mul_(momentum).add_(student_parameters[name].detach(), alpha=1.0 - momentum)
@@ -121,7 +124,9 @@ class MoCo(nn.Module):
             teacher_projection = self.teacher_head.projector(self.teacher_encoder(view2))
             keys = F.normalize(self.teacher_head.predictor(teacher_projection), dim=1)
         if queries.shape[1] != self.queue.dim:
-            raise ValueError(f"MoCo: predictions have width {queries.shape[1]}, queue width is {self.queue.dim}")
+            raise ValueError(
+                f"MoCo: predictions have width {queries.shape[1]}, queue width is {self.queue.dim}"
+            )
 
         negatives = self.queue.features.clone()  # (K, D); a copy, since enqueue below writes in place
         positive_logits = (queries * keys).sum(dim=1, keepdim=True)  # (B, 1)

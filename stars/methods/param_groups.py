@@ -96,7 +96,9 @@ def _resolve_tuned_blocks(tuned_blocks: Sequence[int] | str | None, depth: int) 
         return list(range(depth // 2, depth))
     if isinstance(tuned_blocks, str):
         if tuned_blocks != "all":
-            raise ValueError(f"partial_tuning_groups: tuned_blocks must be None, 'all' or indices, got {tuned_blocks!r}")
+            raise ValueError(
+                f"partial_tuning_groups: tuned_blocks must be None, 'all' or indices, got {tuned_blocks!r}"
+            )
         return list(range(depth))
     blocks = sorted({int(index) for index in tuned_blocks})
     if any(not 0 <= index < depth for index in blocks):
@@ -131,7 +133,9 @@ def partial_tuning_groups(
     tuned_prefixes = [f"blocks.{index}" for index in blocks] + (["norm"] if tune_norm else [])
     for prefix in list(also_tune):
         if not any(_matches(name, [prefix]) for name in encoder_parameters):
-            raise ValueError(f"partial_tuning_groups: also_tune prefix {prefix!r} matches no encoder parameter")
+            raise ValueError(
+                f"partial_tuning_groups: also_tune prefix {prefix!r} matches no encoder parameter"
+            )
         tuned_prefixes.append(prefix)
 
     builder = _GroupBuilder(base_lr, weight_decay)
@@ -170,7 +174,9 @@ def finetune_layer_decay_groups(
     return builder.result()
 
 
-def pretrain_param_groups(model: nn.Module, weight_decay: float = 0.05, base_lr: float | None = None) -> list[dict]:
+def pretrain_param_groups(
+    model: nn.Module, weight_decay: float = 0.05, base_lr: float | None = None
+) -> list[dict]:
     """Two groups over the trainable parameters of `model`: `decay` (>= 2-D weights) and `no_decay` (1-D
     parameters and biases). Without base_lr the groups carry no `lr` (the optimizer's default applies)."""
     builder = _GroupBuilder(base_lr, weight_decay)

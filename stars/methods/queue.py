@@ -75,12 +75,16 @@ class FeatureQueue(nn.Module):
         if topk == 0:
             best, chosen = similarity.max(dim=1)
             if torch.isinf(best).any():
-                raise RuntimeError("FeatureQueue.nearest: a query's queue holds only its own sample's entries")
+                raise RuntimeError(
+                    "FeatureQueue.nearest: a query's queue holds only its own sample's entries"
+                )
         else:
             top_values, top_indices = similarity.topk(topk, dim=1)  # (B, k), sorted descending
             allowed = torch.isfinite(top_values)
             if not allowed[:, 0].all():
-                raise RuntimeError("FeatureQueue.nearest: a query's queue holds only its own sample's entries")
+                raise RuntimeError(
+                    "FeatureQueue.nearest: a query's queue holds only its own sample's entries"
+                )
             # Uniform choice among the allowed top-k slots: the largest of i.i.d. uniform scores.
             scores = torch.rand(top_values.shape, generator=generator, device=top_values.device)
             slot = scores.masked_fill(~allowed, -1.0).argmax(dim=1, keepdim=True)
@@ -96,7 +100,9 @@ class FeatureQueue(nn.Module):
         if ids.shape != (batch,):
             raise ValueError(f"FeatureQueue.enqueue: ids must be ({batch},), got {tuple(ids.shape)}")
         if batch > self.size:
-            raise ValueError(f"FeatureQueue.enqueue: batch of {batch} rows does not fit a queue of {self.size}")
+            raise ValueError(
+                f"FeatureQueue.enqueue: batch of {batch} rows does not fit a queue of {self.size}"
+            )
         slots = (self.ptr + torch.arange(batch, device=self.ptr.device)) % self.size
         self.features[slots] = z.detach().to(self.features.dtype)
         self.ids[slots] = ids.to(self.ids.device, torch.long)
@@ -111,7 +117,9 @@ class FeatureQueue(nn.Module):
                 f"official layout, got {tuple(queue_DK.shape)}"
             )
         if tuple(ids.shape) != (self.size,):
-            raise ValueError(f"FeatureQueue.load_official: queue_id must be ({self.size},), got {tuple(ids.shape)}")
+            raise ValueError(
+                f"FeatureQueue.load_official: queue_id must be ({self.size},), got {tuple(ids.shape)}"
+            )
         pointer = int(torch.as_tensor(ptr).reshape(-1)[0])
         if not 0 <= pointer < self.size:
             raise ValueError(f"FeatureQueue.load_official: queue_ptr {pointer} outside [0, {self.size})")

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,27 +75,30 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, ImportError, IndexError, KeyError, TypeError) as error:
+    except Exception as error:  # any failure inside torch.load means the file is unusable
         raise CheckpointError(
             f"{path}: not a readable torch checkpoint (truncated, not a torch file, or it holds objects other "
             f"than tensors, containers and argparse.Namespace): {type(error).__name__}: {error}"
         ) from error
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict at the top level of the checkpoint, got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict at the top level of the checkpoint, got {type(obj).__name__}"
+        )
     return obj
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in obj.items()
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in obj.items())
     )
 
 
 def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove a DistributedDataParallel `module.` prefix present on every key."""
     if state and all(key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items()}
+        return {key[len("module.") :]: value for key, value in state.items()}
     return dict(state)
 
 
@@ -127,20 +128,20 @@ def _is_encoder_key(key: str) -> bool:
 
 
 def _split_encoder_state(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], list[str], str]:
-    """-> (encoder state dict, dropped keys, format)."""
+    """-> (encoder state dict, dropped keys under their checkpoint names, format)."""
     fmt = detect_format(obj, source)
+    full = _strip_module_prefix(obj if fmt == "stars-official" else obj["model"])
+    prefix = ""
     if fmt == "stars-official":
-        full = _strip_module_prefix(obj)
-        state = {k[len(STARS_STUDENT_PREFIX):]: v for k, v in full.items() if k.startswith(STARS_STUDENT_PREFIX)}
-        dropped = [k for k in full if not k.startswith(STARS_STUDENT_PREFIX)]
-    else:
-        state = _strip_module_prefix(obj["model"])
-        dropped = []
-        if fmt == "stars" and any(key.startswith("encoder.") for key in state):
-            dropped = [k for k in state if not k.startswith("encoder.")]
-            state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    dropped += [k for k in state if not _is_encoder_key(k)]
-    state = {k: v for k, v in state.items() if _is_encoder_key(k)}
+        prefix = STARS_STUDENT_PREFIX
+    elif fmt == "stars" and any(key.startswith("encoder.") for key in full):
+        prefix = "encoder."
+    state, dropped = {}, []
+    for key, value in full.items():
+        if key.startswith(prefix) and _is_encoder_key(key[len(prefix) :]):
+            state[key[len(prefix) :]] = value
+        else:
+            dropped.append(key)
     return state, dropped, fmt
 
 
@@ -179,10 +180,14 @@ def load_encoder(
             problems.append(f"unexpected keys {unexpected}")
         if mismatched:
             problems.append(f"shape mismatches {mismatched}")
-        raise CheckpointError(f"{source} ({fmt}): encoder weights do not fit the model: " + "; ".join(problems))
+        raise CheckpointError(
+            f"{source} ({fmt}): encoder weights do not fit the model: " + "; ".join(problems)
+        )
     loadable = {k: v for k, v in state.items() if k in expected and v.shape == expected[k].shape}
     encoder.load_state_dict(loadable, strict=False)
-    return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched, dropped=sorted(dropped), format=fmt)
+    return LoadReport(
+        missing=missing, unexpected=unexpected, mismatched=mismatched, dropped=sorted(dropped), format=fmt
+    )
 
 
 def extract_stars_head_and_queue(
@@ -207,7 +212,7 @@ def extract_stars_head_and_queue(
         state = obj["model"]
         head_prefix = "head."
         queue_layout = "entry-major"
-    head = {key[len(head_prefix):]: value for key, value in state.items() if key.startswith(head_prefix)}
+    head = {key[len(head_prefix) :]: value for key, value in state.items() if key.startswith(head_prefix)}
     head = {re.sub(r"^projector\.0\.", "projector.", key): value for key, value in head.items()}
     missing = [key for key in ("queue", "queue_ptr", "queue_id") if key not in state]
     if not head or missing:
@@ -225,21 +230,31 @@ def extract_stars_head_and_queue(
     return head, queue.contiguous(), int(state["queue_ptr"].reshape(-1)[0]), queue_ids
 
 
-def build_checkpoint(kind: str, model_state: Mapping[str, torch.Tensor], config: Mapping[str, Any], **extra: Any) -> dict:
+def build_checkpoint(
+    kind: str, model_state: Mapping[str, torch.Tensor], config: Mapping[str, Any], **extra: Any
+) -> dict:
     """Our checkpoint dict: `{"format": "stars", "kind": kind, "model": state, "config": config, **extra}`."""
     if kind not in CHECKPOINT_KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}; choose one of {CHECKPOINT_KINDS}")
     reserved = {"format", "kind", "model", "config"} & set(extra)
     if reserved:
         raise ValueError(f"extra checkpoint entries may not use the reserved keys {sorted(reserved)}")
-    return {"format": CHECKPOINT_FORMAT, "kind": kind, "model": dict(model_state), "config": dict(config), **extra}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "model": dict(model_state),
+        "config": dict(config),
+        **extra,
+    }
 
 
 def save_checkpoint(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
     """Write `obj` with torch.save atomically: temporary file in the same folder, fsync, os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
     try:
         with handle:
             torch.save(dict(obj), handle)
@@ -252,7 +267,9 @@ def save_checkpoint(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
     return path
 
 
-def encoder_config_from_state(state: Mapping[str, torch.Tensor], num_heads: int = DEFAULT_NUM_HEADS) -> EncoderConfig:
+def encoder_config_from_state(
+    state: Mapping[str, torch.Tensor], num_heads: int = DEFAULT_NUM_HEADS
+) -> EncoderConfig:
     """Infer the EncoderConfig of an encoder state dict from its tensor shapes.
 
     depth, embed_dim, in_channels, t_patch_size, num_frames (= temporal patches x t_patch_size), num_joints
@@ -277,8 +294,14 @@ def encoder_config_from_state(state: Mapping[str, torch.Tensor], num_heads: int 
     )
 
 
-def encoder_config_from_checkpoint(obj: Mapping[str, Any], num_heads: int = DEFAULT_NUM_HEADS) -> EncoderConfig:
+def encoder_config_from_checkpoint(
+    obj: Mapping[str, Any], num_heads: int = DEFAULT_NUM_HEADS
+) -> EncoderConfig:
     """Our checkpoints: the stored `config["encoder"]`; otherwise inferred by `encoder_config_from_state`."""
-    if detect_format(obj) == "stars" and isinstance(obj.get("config"), Mapping) and "encoder" in obj["config"]:
+    if (
+        detect_format(obj) == "stars"
+        and isinstance(obj.get("config"), Mapping)
+        and "encoder" in obj["config"]
+    ):
         return EncoderConfig.from_dict(dict(obj["config"]["encoder"]))
     return encoder_config_from_state(extract_encoder_state(obj), num_heads=num_heads)

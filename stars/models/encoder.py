@@ -36,7 +36,15 @@ class EncoderConfig:
     drop_path_rate: float = 0.0  # stochastic depth of the last block (linear 0 .. rate over blocks)
 
     def __post_init__(self) -> None:
-        for name in ("num_joints", "num_frames", "in_channels", "t_patch_size", "embed_dim", "depth", "num_heads"):
+        for name in (
+            "num_joints",
+            "num_frames",
+            "in_channels",
+            "t_patch_size",
+            "embed_dim",
+            "depth",
+            "num_heads",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")

@@ -62,15 +62,20 @@ class MAMPConfig:
             raise ValueError(f"MAMPConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if not isinstance(self.norm_target, bool):
             raise ValueError(f"MAMPConfig.norm_target must be a bool, got {self.norm_target!r}")
-        choices = {"masking": ("motion", "random"), "target": ("motion", "position"),
-                   "visible_rounding": ("round", "official")}
+        choices = {
+            "masking": ("motion", "random"),
+            "target": ("motion", "position"),
+            "visible_rounding": ("round", "official"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MAMPConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.masking == "motion" and not (
             isinstance(self.motion_aware_tau, int | float) and self.motion_aware_tau > 0
         ):
-            raise ValueError(f"MAMPConfig.motion_aware_tau must be > 0 for motion masking, got {self.motion_aware_tau!r}")
+            raise ValueError(
+                f"MAMPConfig.motion_aware_tau must be > 0 for motion masking, got {self.motion_aware_tau!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -136,14 +141,21 @@ class MaskedMotionModel(SkeletonEncoder):
     `decoder_norm`, `decoder_pred`): `state_dict()` keys equal those of official MAMP checkpoints.
     `forward` is the pretraining step; `encoder_state_dict()` / `to_encoder()` give the encoder alone.
     Decoder blocks use no drop-path (the official code reuses the encoder's schedule, 0 in every config).
+    Configs default to the paper's (`EncoderConfig()`, `MAMPConfig()`).
     """
 
-    def __init__(self, encoder_cfg: EncoderConfig = EncoderConfig(), mamp_cfg: MAMPConfig = MAMPConfig()):
+    def __init__(self, encoder_cfg: EncoderConfig | None = None, mamp_cfg: MAMPConfig | None = None):
+        encoder_cfg = EncoderConfig() if encoder_cfg is None else encoder_cfg
+        mamp_cfg = MAMPConfig() if mamp_cfg is None else mamp_cfg
         super().__init__(encoder_cfg)
         self.mamp_cfg = mamp_cfg
         if mamp_cfg.masking == "motion" and encoder_cfg.num_temporal_patches < 2:
-            raise ValueError("motion-aware masking needs at least 2 temporal patches (num_frames >= 2*t_patch_size)")
-        self.len_keep = visible_token_count(encoder_cfg.num_tokens, mamp_cfg.mask_ratio, mamp_cfg.visible_rounding)
+            raise ValueError(
+                "motion-aware masking needs at least 2 temporal patches (num_frames >= 2*t_patch_size)"
+            )
+        self.len_keep = visible_token_count(
+            encoder_cfg.num_tokens, mamp_cfg.mask_ratio, mamp_cfg.visible_rounding
+        )
         if not 1 <= self.len_keep < encoder_cfg.num_tokens:
             raise ValueError(
                 f"mask_ratio {mamp_cfg.mask_ratio} leaves {self.len_keep} of {encoder_cfg.num_tokens} tokens visible; "
@@ -232,7 +244,9 @@ class MaskedMotionModel(SkeletonEncoder):
         tau = self.mamp_cfg.motion_aware_tau
         scaled = intensity / (tau * intensity.amax(dim=1, keepdim=True) + 1e-10)
         log_probs = torch.log_softmax(scaled, dim=1)
-        uniform = torch.rand(intensity.shape, generator=generator, device=intensity.device, dtype=intensity.dtype)
+        uniform = torch.rand(
+            intensity.shape, generator=generator, device=intensity.device, dtype=intensity.dtype
+        )
         scores = log_probs - torch.log(-torch.log(uniform + 1e-10) + 1e-10)
         return mask_from_scores(scores, len_keep)
 
@@ -255,7 +269,9 @@ class MaskedMotionModel(SkeletonEncoder):
                 intensity = self.token_motion_intensity(self.patchify(sequences))
             ids_keep, mask, ids_restore = self.motion_aware_mask(intensity, self.len_keep, generator)
         else:
-            ids_keep, mask, ids_restore = self.random_mask(tokens.shape[0], self.len_keep, x.device, generator)
+            ids_keep, mask, ids_restore = self.random_mask(
+                tokens.shape[0], self.len_keep, x.device, generator
+            )
         latent = self.encode_tokens(gather_tokens(tokens, ids_keep))
         return latent, mask, ids_restore
 

@@ -178,6 +178,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
         self.start_epoch = 0
+        self.should_stop = False  # set by end_of_epoch to end training early (e.g. on convergence)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, epoch: int) -> dict:
@@ -288,10 +289,12 @@ class Trainer:
             if dist.is_main_process():
                 self.metrics.append(row)
             history.append(row)
-            last = epoch + 1 == run.epochs
+            last = epoch + 1 == run.epochs or self.should_stop
             if last or (epoch + 1) % run.checkpoint_every == 0:
                 self.save(epoch + 1, final=last)
             dist.barrier()
+            if self.should_stop:
+                break
         if self.start_epoch >= run.epochs and dist.is_main_process() and not (self.run_dir / FINAL_NAME).exists():
             self.save(run.epochs, final=True)
         return history

@@ -1,0 +1,374 @@
+"""Stage 2: self-supervised tuning of a stage-1 encoder (STARS) and the alternatives the paper compares.
+
+    stars tune stars --init runs/mamp/final.pt --data NTU60_XSub.npz --out runs/stars
+    stars tune stars-3stage | moco | dino | mamp-nnclr --init ... ;  stars tune nnclr --data ... (from scratch)
+
+STARS defaults (reference §5, done right): NNCLR with a BatchNorm projector and a 256-4096-256
+predictor, 32,768-entry queue without self-neighbours, hard nearest neighbour, symmetric InfoNCE at
+0.07 over the global batch; head, final norm and the second half of the blocks tuned with
+lr = 1e-3 * alpha^(depth - i) (alpha 0.45), everything else frozen (no gradients); AdamW (0.9, 0.95)
+with weight decay 0.05 actually applied (not on 1-D parameters), constant lr, gradient clipping at 3
+(global norm), 10 epochs, global batch 128, no augmentation (full-length views, as released).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from stars import dist
+from stars.config import apply_overrides
+from stars.data.augment import AugmentConfig
+from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
+from stars.data.npz import load_split
+from stars.data.splits import validation_holdout
+from stars.eval.knn import knn_monitor
+from stars.io import atomic_torch_save, write_run_info
+from stars.methods.dino import DINO, iterations_per_epoch, teacher_momentum_schedule
+from stars.methods.mamp_nnclr import MAMPNNCLR, MaskedMotionEncoder
+from stars.methods.moco import MoCo
+from stars.methods.nnclr import NNCLR
+from stars.methods.param_groups import partial_tuning_groups
+from stars.models.checkpoint import (
+    detect_format,
+    extract_stars_head_and_queue,
+    load_checkpoint_file,
+    load_encoder,
+)
+from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
+from stars.models.heads import ProjectorPredictor
+from stars.models.mamp import MAMPConfig
+from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
+
+METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
+MIRROR_ROTATE = AugmentConfig(mirror=True, main_axis_rotation=True)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A stage-2 run. Method-specific fields are ignored by the other methods only where stated."""
+
+    method: str = "stars"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # used without --init; else from the checkpoint
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-3, min_lr=1e-3, warmup_epochs=0.0, schedule="constant",
+                                            betas=(0.9, 0.95), weight_decay=0.05, clip_grad=3.0)
+    )
+    run: RunConfig = field(default_factory=lambda: RunConfig(epochs=10, batch_size=128, checkpoint_every=1))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # none by default (released configs)
+    crop_interval: tuple[float, float] = (1.0, 1.0)  # full-length views (released p_interval [1.0])
+    min_crop_length: int = 64
+    # which encoder parameters are tuned
+    alpha: float = 0.45  # per-block lr factor: base * alpha^(depth - i); 1.0 = uniform
+    tuned_blocks: str = "second_half"  # second_half | all | none | comma-separated block indices
+    tune_embeddings: bool = False  # also the patch/temporal/joint embeddings (nnclr from scratch)
+    # NNCLR / MoCo
+    queue_size: int = 32768
+    temperature: float = 0.07
+    topk: int = 0  # 0 = hard nearest neighbour
+    projector_hidden: int = 4096
+    momentum: float = 0.999  # MoCo teacher EMA
+    # DINO (Table 2)
+    dino_out_dim: int = 128
+    student_temperature: float = 0.1
+    teacher_temperature: float = 0.04
+    teacher_momentum: float = 0.996
+    koleo_weight: float = 0.1
+    local_views: int = 0  # student-only temporal crops of local_interval of the valid frames
+    local_interval: tuple[float, float] = (0.4, 0.8)
+    # MAMP + NNCLR (Table 4)
+    mamp_weight: float = 1.0
+    mamp: MAMPConfig = field(default_factory=MAMPConfig)
+    # STARS-3stage (Appendix A): head-only phase before partial tuning
+    head_epochs: int = 20
+    head_converge_tol: float = 0.0  # stop the head phase when the epoch loss improves by less (relative); 0 = off
+    # KNN monitor on a held-out part of the TRAINING split (never the test split)
+    monitor_fraction: float = 0.1
+    monitor_every: int = 1  # epochs; 0 = off
+    select: str = "last"  # last | monitor (the epoch best on the held-out training part)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.select not in ("last", "monitor"):
+            raise ValueError(f"select must be last or monitor, got {self.select!r}")
+        if not 0.0 <= self.monitor_fraction < 1.0:
+            raise ValueError("monitor_fraction must be in [0, 1)")
+
+
+def tune_preset(method: str = "stars", preset: str = "paper") -> TuneConfig:
+    """Method defaults (Tables 2, 5, 6) combined with a size preset (paper, small, tiny)."""
+    cfg = TuneConfig(method=method)
+    if method == "moco":  # Table 6
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, run=dataclasses.replace(cfg.run, batch_size=32))
+    elif method == "dino":  # Table 2
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, alpha=0.45,
+                                  run=dataclasses.replace(cfg.run, batch_size=32))
+    elif method == "nnclr":  # Table 5: from scratch, every parameter trained
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, crop_interval=(0.5, 1.0), alpha=1.0,
+                                  tuned_blocks="all", tune_embeddings=True,
+                                  run=dataclasses.replace(cfg.run, epochs=300, checkpoint_every=10))
+    if preset == "paper":
+        return cfg
+    if preset == "small":
+        return dataclasses.replace(
+            cfg, encoder=ENCODER_PRESETS["small"], queue_size=4096, projector_hidden=512,
+            mamp=MAMPConfig(decoder_depth=2, decoder_dim=64, decoder_heads=4),
+            run=dataclasses.replace(cfg.run, epochs=min(cfg.run.epochs, 10 if method != "nnclr" else 30),
+                                    batch_size=min(cfg.run.batch_size, 128)),
+            head_epochs=5,
+        )
+    if preset == "tiny":
+        return dataclasses.replace(
+            cfg, encoder=ENCODER_PRESETS["tiny"], queue_size=256, projector_hidden=64, min_crop_length=16,
+            mamp=MAMPConfig(decoder_depth=1, decoder_dim=32, decoder_heads=2),
+            run=dataclasses.replace(cfg.run, epochs=2, batch_size=16, progress=False),
+            head_epochs=1,
+        )
+    raise ValueError(f"unknown preset {preset!r}; choose paper, small or tiny")
+
+
+# --- model construction ----------------------------------------------------------------------------
+def _tuned_blocks(spec: str, depth: int):
+    if spec == "second_half":
+        return None
+    if spec == "all":
+        return "all"
+    if spec == "none":
+        return []
+    try:
+        return [int(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"tuned_blocks: {spec!r} is not second_half, all, none or block indices") from None
+
+
+def _load_init(init: str | None, cfg: TuneConfig):
+    """-> (checkpoint object or None, encoder config)."""
+    if init is None:
+        return None, cfg.encoder
+    obj = load_checkpoint_file(init)
+    from stars.models.checkpoint import encoder_config_from_state, extract_encoder_state
+
+    if detect_format(obj, init) == "stars" and isinstance(obj.get("config"), dict) and "encoder" in obj["config"]:
+        enc = EncoderConfig.from_dict(obj["config"]["encoder"])
+    else:
+        enc = encoder_config_from_state(extract_encoder_state(obj), num_heads=cfg.encoder.num_heads)
+    return obj, enc
+
+
+def build_model(cfg: TuneConfig, init: str | None, num_train: int, world: int):
+    """The method's module with stage-1 weights loaded, and its optimiser groups."""
+    obj, enc_cfg = _load_init(init, cfg)
+    enc_cfg = dataclasses.replace(enc_cfg, drop_path_rate=0.0)
+    if cfg.method == "mamp-nnclr":
+        encoder = MaskedMotionEncoder(enc_cfg, cfg.mamp)
+        if obj is not None:
+            from stars.models.checkpoint import extract_encoder_state
+
+            state = obj["model"] if "model" in obj else obj
+            decoder = {k: v for k, v in state.items() if k.startswith(("decoder_", "mask_token"))}
+            load_encoder(obj, encoder, strict=False)  # encoder part, strictly checked below
+            missing = set(extract_encoder_state(obj)) ^ {
+                k for k in encoder.state_dict() if not k.startswith(("decoder_", "mask_token"))
+            }
+            if missing:
+                raise ValueError(f"{init}: encoder keys do not match: {sorted(missing)}")
+            if decoder:
+                result = encoder.load_state_dict(decoder, strict=False)
+                if result.unexpected_keys:
+                    raise ValueError(f"{init}: unexpected decoder keys {result.unexpected_keys}")
+    else:
+        encoder = SkeletonEncoder(enc_cfg)
+        if obj is not None:
+            load_encoder(obj, encoder, strict=True)
+    dim = enc_cfg.embed_dim
+    generator = torch.Generator().manual_seed(cfg.run.seed)
+    if cfg.method == "dino":
+        model = DINO(encoder, out_dim=cfg.dino_out_dim, student_temperature=cfg.student_temperature,
+                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight)
+        heads = [model.head]
+    else:
+        head = ProjectorPredictor(dim, hidden_dim=cfg.projector_hidden, out_dim=dim)
+        common = dict(queue_size=cfg.queue_size, temperature=cfg.temperature, queue_generator=generator)
+        if cfg.method == "moco":
+            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum, **common)
+        elif cfg.method == "mamp-nnclr":
+            model = MAMPNNCLR(encoder, head, mamp_weight=cfg.mamp_weight, topk=cfg.topk, **common)
+        else:
+            model = NNCLR(encoder, head, topk=cfg.topk, **common)
+        heads = [model.head]
+        if obj is not None and detect_format(obj, init) in ("stars-official", "stars") and _has_head(obj):
+            head_state, queue, ptr, ids = extract_stars_head_and_queue(obj)
+            model.head.load_state_dict(head_state)
+            if queue.shape[0] == model.queue.size:
+                model.queue.features.copy_(queue)
+                model.queue.ptr.fill_(int(ptr))
+                model.queue.ids.copy_(ids)
+    return model, heads, encoder
+
+
+def _has_head(obj) -> bool:
+    state = obj.get("model", obj)
+    return any(k.startswith(("head.", "encoder_student.head.")) for k in state)
+
+
+def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False) -> list[dict]:
+    depth = encoder.depth
+    blocks = [] if head_only else _tuned_blocks(cfg.tuned_blocks, depth)
+    also = ("joints_embed", "temp_embed", "pos_embed") if (cfg.tune_embeddings and not head_only) else ()
+    groups = partial_tuning_groups(encoder, heads, cfg.optim.lr, alpha=cfg.alpha, tuned_blocks=blocks,
+                                   weight_decay=cfg.optim.weight_decay, also_tune=also)
+    if cfg.method == "mamp-nnclr" and not head_only:
+        decoder = encoder.decoder_parameters()
+        for p in decoder:
+            p.requires_grad_(True)
+        groups.append({"params": [p for p in decoder if p.ndim >= 2], "lr_scale": 1.0,
+                       "weight_decay": cfg.optim.weight_decay, "name": "decoder"})
+        groups.append({"params": [p for p in decoder if p.ndim < 2], "lr_scale": 1.0,
+                       "weight_decay": 0.0, "name": "decoder_no_decay"})
+    return groups
+
+
+# --- running -----------------------------------------------------------------------------------------
+def _step_fn(cfg: TuneConfig):
+    def contrastive(model, batch):
+        if "views" in batch:
+            view1, view2 = batch["views"][0], batch["views"][1]
+        else:  # identical views (no augmentation): one tensor, encoded once
+            view1 = view2 = batch["x"]
+        loss, metrics = model(view1, view2, batch["index"])
+        return loss, {k: float(v) for k, v in metrics.items() if k != "loss"}
+
+    def dino(model, batch):
+        views = batch["views"] if "views" in batch else [batch["x"], batch["x"]]
+        loss, metrics = model(views, batch.get("local_views", []))
+        return loss, {k: float(v) for k, v in metrics.items() if k != "loss"}
+
+    return dino if cfg.method == "dino" else contrastive
+
+
+def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | Path, *,
+               resume: bool = False) -> Path:
+    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor)."""
+    out = Path(out)
+    if cfg.method != "nnclr" and init is None:
+        raise ValueError(f"tune {cfg.method}: --init (a stage-1 checkpoint) is required")
+    info = dist.init_distributed(cfg.run.device)
+    world = info.world_size
+    if cfg.run.batch_size % world:
+        raise ValueError(f"global batch {cfg.run.batch_size} is not divisible by {world} processes")
+    split = load_split(data, "train")
+    monitor_parts = None
+    if cfg.monitor_every > 0 and cfg.monitor_fraction > 0:
+        keep, held = validation_holdout(split.y, cfg.monitor_fraction, seed=cfg.run.seed)
+        monitor_parts = (split.subset(keep), split.subset(held))
+        train_split = split.subset(keep)
+    else:
+        train_split = split
+    model, heads, encoder = build_model(cfg, init, len(train_split), world)
+    enc_cfg = encoder.cfg
+    if enc_cfg.num_joints != split.layout.num_joints:
+        raise ValueError(
+            f"{data}: {split.layout.num_joints} joints ({split.layout.name}) but the encoder has {enc_cfg.num_joints}"
+        )
+    same_views = cfg.augment == AugmentConfig() and cfg.method != "dino"
+    loader = BatchLoader(
+        DeviceSplit.from_split(train_split, info.device),
+        cfg.run.batch_size // world,
+        train=True,
+        crop=CropConfig(train_interval=cfg.crop_interval, min_length=cfg.min_crop_length,
+                        num_frames=enc_cfg.num_frames),
+        augment=cfg.augment,
+        layout=split.layout,
+        views=1 if same_views else 2,
+        local_views=cfg.local_views if cfg.method == "dino" else 0,
+        local_interval=cfg.local_interval,
+        seed=cfg.run.seed,
+        rank=info.rank,
+        world_size=world,
+    )
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
+                       world_size=world, num_train=len(train_split),
+                       num_monitor=len(monitor_parts[1]) if monitor_parts else 0,
+                       encoder=dataclasses.asdict(enc_cfg))
+    config = dataclasses.replace(cfg, encoder=enc_cfg)
+    kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
+
+    after_step = None
+    if cfg.method == "dino":
+        steps = iterations_per_epoch(len(train_split), cfg.run.batch_size, drop_last=True)
+        schedule = teacher_momentum_schedule(cfg.teacher_momentum, 1.0, cfg.run.epochs, steps)
+
+        def after_step(module, step):  # noqa: F811 - DINO teacher EMA after every optimiser step
+            module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+
+    best = {"value": -1.0}
+
+    def monitor(module, epoch):
+        if monitor_parts is None or (epoch + 1) % cfg.monitor_every:
+            return {}
+        metrics = knn_monitor(module.encoder, monitor_parts[0], monitor_parts[1], device=info.device)
+        if cfg.select == "monitor" and metrics["knn_best"] > best["value"] and dist.is_main_process():
+            best["value"] = metrics["knn_best"]
+            state = {k: v for k, v in trainer.state(epoch + 1).items() if k != "optimizer"}
+            atomic_torch_save(state, out / "best.pt")
+        return {f"monitor_{k}": v for k, v in metrics.items()}
+
+    if cfg.method == "stars-3stage":
+        head_dir = out / "head"
+        if not (head_dir / FINAL_NAME).exists():
+            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume)
+        state = torch.load(head_dir / FINAL_NAME, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+
+    groups = param_groups(cfg, model, heads, encoder)
+    trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, cfg.run, out, kind=kind, config=config,
+                      info=info, after_step=after_step, end_of_epoch=monitor)
+    if resume and (out / CHECKPOINT_NAME).exists():
+        trainer.resume()
+    trainer.fit()
+    if cfg.select == "monitor" and (out / "best.pt").exists():
+        return out / "best.pt"
+    return out / FINAL_NAME
+
+
+def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume) -> None:
+    """Appendix A, phase 2: train only the head (and fill the queue) on the frozen encoder."""
+    groups = param_groups(cfg, model, heads, encoder, head_only=True)
+    run = dataclasses.replace(cfg.run, epochs=cfg.head_epochs)
+    history: list[float] = []
+    trainer = None
+
+    def converge(module, epoch):
+        rows = trainer.metrics.rows()
+        history[:] = [float(r["loss"]) for r in rows]
+        if cfg.head_converge_tol > 0 and len(history) >= 2:
+            previous, current = history[-2], history[-1]
+            if (previous - current) / max(abs(previous), 1e-12) < cfg.head_converge_tol:
+                trainer.should_stop = True
+        return {}
+
+    trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind="stars-head",
+                      config=config, info=info, end_of_epoch=converge)
+    if resume and (head_dir / CHECKPOINT_NAME).exists():
+        trainer.resume()
+    trainer.fit()
+
+
+def main(args) -> int:
+    cfg = tune_preset(args.method, args.preset)
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"run.device={args.device}")
+    cfg = apply_overrides(cfg, overrides)
+    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume)
+    if dist.is_main_process():
+        print(f"selected checkpoint: {path}")
+    return 0
+
+
+__all__ = ["TuneConfig", "tune_preset", "run_tuning", "build_model", "param_groups"]
