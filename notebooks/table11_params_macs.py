@@ -62,4 +62,4 @@ table
 
 # %%
 exp.table(table, "Table 11 — parameters and MACs (per training batch of 32)", dataset="architecture only",
-          notes="Counts are computed from the model definitions; they match the paper exactly.")
+          notes="Counts are computed from the model definitions; they match the paper exactly.", demo_label=False)

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
     p.add_argument("--no-resume", action="store_true", help="ignore cached per-file results")
+    p.add_argument("--missing-list", default=None,
+                   help="NTU: the official samples-with-missing-skeletons file (replaces the built-in list)")
     p.add_argument("--skeleton-files", type=int, default=0,
                    help="synthetic: also write this many NTU .skeleton text files under OUT/skeletons")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -262,9 +262,12 @@ class Experiment:
         return result
 
     # --- outputs -----------------------------------------------------------------------------
-    def table(self, df, title: str, dataset: str, notes: str = "", name: str | None = None) -> Path:
+    def table(self, df, title: str, dataset: str, notes: str = "", name: str | None = None,
+              demo_label: bool = True) -> Path:
+        """Write the table; `demo_label` marks smoke/demo numbers as not the paper's (off for
+        results that do not depend on data, such as parameter counts)."""
         return write_table(df, self.out_dir, name or self.name, title=title, profile=self.profile.name,
-                           dataset=dataset, notes=notes)
+                           dataset=dataset, notes=notes, demo_label=demo_label)
 
     def figure(self, fig, name: str | None = None) -> Path:
         return write_figure(fig, self.out_dir, name or self.name)

@@ -52,13 +52,14 @@ def run_notebook(source: Path, output: Path, parameters: dict, timeout: int | No
 
 
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
-            device: str | None = None) -> int:
+            device: str | None = None, folder: Path = NOTEBOOK_DIR) -> int:
+    """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed."""
     from stars.results import RESULTS_ROOT, update_index
 
     os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
     results = Path(out_dir) if out_dir else RESULTS_ROOT / profile
     failures, times = [], {}
-    for source in list_notebooks(only=only):
+    for source in list_notebooks(Path(folder), only=only):
         parameters = {"profile": profile, "data": data or ""}
         if out_dir:
             parameters["results_dir"] = str(results)

@@ -13,12 +13,15 @@ from stars.io import atomic_write_bytes, provenance, write_json
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
-    """A GitHub Markdown table (no extra dependency)."""
+def markdown_table(df: pd.DataFrame, decimals: int = 2) -> str:
+    """A GitHub Markdown table (no extra dependency); floats rounded to `decimals`, trailing zeros cut."""
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            return "—" if pd.isna(value) else format(value, floatfmt)
+            if pd.isna(value):
+                return "—"
+            text = f"{value:.{decimals}f}"
+            return text.rstrip("0").rstrip(".") if "." in text else text
         return str(value)
 
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
@@ -37,13 +40,14 @@ def write_table(
     dataset: str,
     notes: str = "",
     meta: dict[str, Any] | None = None,
+    demo_label: bool = True,
 ) -> Path:
     """`name.csv`, `name.md` (title, provenance, table, notes) and `name.json` (metadata) in out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / f"{name}.csv", df.to_csv(index=False).encode())
     info = provenance(profile=profile, dataset=dataset, title=title, **(meta or {}))
-    label = "" if profile in ("paper", "real") else (
+    label = "" if profile in ("paper", "real") or not demo_label else (
         f"\n> Profile `{profile}`: demonstration numbers from {dataset}, not the paper's.\n"
     )
     text = (

@@ -147,7 +147,11 @@ def test_stars_head_with_sequential_projector_and_our_continuation_layout():
     ProjectorPredictor().load_state_dict(head_state)
     ours = {f"encoder.{k}": v for k, v in SkeletonEncoder(TINY).state_dict().items()}
     ours |= {f"head.{k}": v for k, v in head.state_dict().items()}
-    ours |= {"queue": torch.randn(32, 256), "queue_ptr": torch.tensor(3), "queue_id": torch.arange(32)}
+    ours |= {
+        "queue.features": torch.randn(32, 256),
+        "queue.ptr": torch.tensor(3),
+        "queue.ids": torch.arange(32),
+    }
     head_state, queue, pointer, _ = extract_stars_head_and_queue(build_checkpoint("nnclr", ours, {}))
     assert queue.shape == (32, 256) and pointer == 3 and set(head_state) == set(head.state_dict())
     with pytest.raises(CheckpointError, match="no STARS head or queue"):
@@ -220,8 +224,8 @@ def test_atomic_save_leaves_no_temporary_files_and_keeps_old_file_on_failure(tmp
 
 
 def test_build_checkpoint_validation():
-    with pytest.raises(ValueError, match="unknown checkpoint kind 'simclr'"):
-        build_checkpoint("simclr", {}, {})
+    with pytest.raises(ValueError, match="kind must be a non-empty string"):
+        build_checkpoint("", {}, {})
     with pytest.raises(ValueError, match="reserved keys \\['format'\\]"):
         build_checkpoint("encoder", {}, {}, format="x")
 

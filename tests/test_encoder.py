@@ -13,6 +13,15 @@ from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
 from stars.models.heads import Classifier, FinetuneHead, LinearProbeHead, ProjectorPredictor
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny models: one intra-op thread is faster, and immune to a busy machine's thread contention."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def random_batch(cfg: EncoderConfig, batch: int = 2, persons: int = 2, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, cfg.in_channels, cfg.num_frames, cfg.num_joints, persons, generator=generator)
@@ -81,16 +90,14 @@ def test_config_from_dict_rejects_unknown_keys_and_unknown_preset():
 def test_shapes_for_presets(preset):
     cfg = ENCODER_PRESETS[preset]
     encoder = SkeletonEncoder(cfg).eval()
-    x = random_batch(cfg, batch=1 if preset == "paper" else 3, persons=2)
-    batch = x.shape[0]
-    assert encoder.patchify_embed(x).shape == (
-        batch * 2,
-        cfg.num_temporal_patches,
-        cfg.num_joints,
-        cfg.embed_dim,
-    )
-    assert encoder.forward_tokens(x).shape == (batch * 2, cfg.num_tokens, cfg.embed_dim)
-    assert encoder(x).shape == (batch, cfg.embed_dim)
+    batch, persons = (1, 1) if preset == "paper" else (3, 2)
+    x = random_batch(cfg, batch=batch, persons=persons)
+    sequences = batch * persons
+    with torch.no_grad():
+        embedded, tokens, pooled = encoder.patchify_embed(x), encoder.forward_tokens(x), encoder(x)
+    assert embedded.shape == (sequences, cfg.num_temporal_patches, cfg.num_joints, cfg.embed_dim)
+    assert tokens.shape == (sequences, cfg.num_tokens, cfg.embed_dim)
+    assert pooled.shape == (batch, cfg.embed_dim)
     assert (
         encoder.depth == cfg.depth and encoder.embed_dim == cfg.embed_dim and len(encoder.blocks) == cfg.depth
     )

@@ -229,6 +229,14 @@ def test_local_views_are_short_random_crops():
     assert not torch.allclose(batch["local_views"][0], batch["local_views"][1])
 
 
+def test_subset_keeps_the_chosen_samples():
+    split = make_split(samples=10)
+    data = DeviceSplit.from_split(split, device="cpu")
+    part = data.subset(np.array([7, 2]))
+    assert torch.equal(part.x, torch.from_numpy(split.x[[7, 2]]))
+    assert part.y.tolist() == split.y[[7, 2]].tolist() and part.valid.tolist() == data.valid[[7, 2]].tolist()
+
+
 def test_loader_errors_and_lengths():
     data = DeviceSplit.from_split(make_split(samples=10), device="cpu")
     assert len(BatchLoader(data, 3, train=True)) == 3

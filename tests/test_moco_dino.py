@@ -381,3 +381,35 @@ def test_a_few_dino_steps_lower_the_loss():
         model.update_teacher(0.9)
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def _sinkhorn_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import torch.distributed as torch_dist
+
+    torch_dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        logits = F.normalize(torch.randn(8, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+        local = sinkhorn_knopp(logits[rank * 4 : (rank + 1) * 4], 0.04, 3)
+        torch.save(local, f"{out_dir}/{rank}.pt")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sinkhorn_knopp_over_two_processes_equals_one_process_on_the_global_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_sinkhorn_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    gathered = torch.cat([torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in range(2)])
+    logits = F.normalize(torch.randn(8, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+    expected = _sinkhorn_reference(logits.double().numpy(), 0.04, 3)
+    np.testing.assert_allclose(gathered.double().numpy(), expected, rtol=1e-4, atol=1e-7)
+    # Per-process Sinkhorn (the official behaviour) would balance each half separately and differ.
+    assert not np.allclose(sinkhorn_knopp(logits[:4], 0.04, 3).numpy(), expected[:4], rtol=1e-3)

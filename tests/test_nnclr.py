@@ -253,13 +253,22 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
     mp.spawn(_distributed_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in range(2)]
 
+    # Reference: the objective written out for one process holding the global batch of 8.
     model = _bn_free_model()
-    loss, _ = model(_batch(8, 1), _batch(8, 2), torch.arange(8) + 100)
+    view1, view2, ids = _batch(8, 1), _batch(8, 2), torch.arange(8) + 100
+    queue_before = model.queue.features.clone()
+    z0, p0 = model.project_and_predict(view1)
+    z1, p1 = model.project_and_predict(view2)
+    nn0, _ = model.queue.nearest(z0.detach(), ids)
+    nn1, _ = model.queue.nearest(z1.detach(), ids)
+    loss = (nnclr_loss(nn1, p0) + nnclr_loss(nn0, p1)) / 2
     loss.backward()
     # Softmax over the global batch of 8 on each rank: the mean of the two local losses is the global loss.
     torch.testing.assert_close((results[0]["loss"] + results[1]["loss"]) / 2, loss.detach())
     for name, parameter in model.named_parameters():
         torch.testing.assert_close(results[0]["grads"][name], parameter.grad, msg=name)
-    for rank in range(2):  # both ranks enqueue the gathered batch of 8, rank-major, like the single process
-        for key, value in model.queue.state_dict().items():
-            torch.testing.assert_close(results[rank]["queue"][key], value, msg=key)
+    for rank in range(2):  # both ranks enqueue the gathered view-1 projections of all 8 samples, rank-major
+        queue = results[rank]["queue"]
+        torch.testing.assert_close(queue["features"][:8], z0.detach())
+        torch.testing.assert_close(queue["features"][8:], queue_before[8:])
+        assert queue["ids"][:8].tolist() == ids.tolist() and int(queue["ptr"]) == 8

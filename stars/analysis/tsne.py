@@ -97,6 +97,14 @@ def random_projector_features(features: np.ndarray, seed: int = 42) -> np.ndarra
         return projector(torch.as_tensor(features, dtype=torch.float32)).numpy()
 
 
+def class_palette(n: int) -> list[tuple[float, float, float]]:
+    """n distinct colours: tab20 with its ten dark shades first (= tab10 for n <= 10), husl beyond 20."""
+    if n > 20:
+        return sns.color_palette("husl", n)
+    tab20 = sns.color_palette("tab20", 20)
+    return [tab20[i] for i in list(range(0, 20, 2)) + list(range(1, 20, 2))][:n]
+
+
 def embed_tsne(features: np.ndarray, random_state: int = 42) -> np.ndarray:
     """features: (N, D) -> (N, 2) t-SNE embedding (perplexity 30, lowered for very small N)."""
     n = len(features)
@@ -128,7 +136,7 @@ def tsne_figure(
     if num_classes is None:
         num_classes = int(max(np.max(labels) for _, labels in feature_sets.values())) + 1
     shown = tsne_classes(num_classes, classes)
-    palette = sns.color_palette("tab20" if len(shown) <= 20 else "husl", len(shown))
+    palette = class_palette(len(shown))
     fig = Figure(figsize=(panel_size * len(feature_sets) + 1.5, panel_size))
     axes = fig.subplots(1, len(feature_sets), squeeze=False)
     for ax, (title, (features, labels)) in zip(axes[0], feature_sets.items()):
@@ -163,6 +171,7 @@ def run_tsne(
     """`stars eval tsne`: features of `cfg.split`, tsne.png (+ the selected features as npz) in `out`."""
     from stars.data.npz import load_split
     from stars.eval.common import extract_features, load_encoder_for_eval, resolve_device, write_result
+    from stars.results import write_figure
 
     out = Path(out)
     device = resolve_device(device)
@@ -185,7 +194,7 @@ def run_tsne(
         class_names=split.class_names,
     )
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "tsne.png", dpi=cfg.dpi)
+    write_figure(fig, out, "tsne", dpi=cfg.dpi)
     np.savez(out / "tsne_features.npz", labels=labels, **{f"panel{i}": f for i, (f, _) in enumerate(panels.values())})
     metrics = {"num_points": float(len(labels)), "num_classes_shown": float(len(shown))}
     write_result(out, "tsne", metrics, cfg, data, cfg.random_state, device, encoders=encoders, panels=list(panels))
@@ -194,5 +203,5 @@ def run_tsne(
 
 __all__ = [
     "OFFICIAL_TSNE_CLASSES", "TSNEConfig", "TSNE_PRESETS", "tsne_classes", "select_per_class",
-    "random_projector_features", "embed_tsne", "tsne_figure", "run_tsne",
+    "random_projector_features", "class_palette", "embed_tsne", "tsne_figure", "run_tsne",
 ]

@@ -273,7 +273,7 @@ class DeviceSplit:
 
     def subset(self, indices: np.ndarray | torch.Tensor) -> DeviceSplit:
         """A copy holding `indices` only; batch "index" values then refer to positions in the subset."""
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.device)
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         return DeviceSplit(self.x[idx], self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name)
 
 

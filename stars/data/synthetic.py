@@ -88,14 +88,21 @@ class SyntheticConfig:
 
 
 def make_config(seed: int = 0, **overrides) -> SyntheticConfig:
-    """A config with type-checked overrides; an unknown key is an error naming the valid ones."""
+    """A config with type-checked overrides; an unknown key is an error naming the valid ones.
+
+    Tuple fields (view_angles) also accept a comma-separated string ("0,-45,45").
+    """
     fields = {f.name: f for f in dataclasses.fields(SyntheticConfig)}
     for key, value in overrides.items():
         if key not in fields:
             raise ValueError(f"unknown synthetic option {key!r}; valid: {sorted(fields)}")
         default = getattr(SyntheticConfig, key)
         if isinstance(default, tuple):
-            overrides[key] = tuple(float(v) for v in value)
+            items = value.split(",") if isinstance(value, str) else value
+            try:
+                overrides[key] = tuple(float(v) for v in items)
+            except (TypeError, ValueError):
+                raise ValueError(f"synthetic option {key!r} must be numbers (e.g. '0,-45,45'), got {value!r}") from None
         elif isinstance(default, bool) or not isinstance(value, type(default)):
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 overrides[key] = float(value)
@@ -143,6 +150,11 @@ REST = {
     "te": 2.0, "ta": 0.0, "se": -2.0, "sa": 0.0, "ft": 80.0, "fta": 12.0,  # thigh, shin, foot
     "yaw": 0.0, "bow": 0.0, "lean": 0.0, "nod": 0.0, "lift": 0.0, "shift": 0.0, "stance": 0.5,
 }  # fmt: skip
+
+
+def _rest(key: str) -> float:
+    """Rest value of a pose key; limb keys carry a side prefix (a_, o_, la_, lo_)."""
+    return REST[key.split("_", 1)[1] if key.startswith(("a_", "o_", "la_", "lo_")) else key]
 
 
 def _arm(u, amp, times, ue, ua, fe, fa) -> dict[str, np.ndarray]:
@@ -216,8 +228,8 @@ def _throw(u, p):
     return pose, None
 
 
-def _hands_together(u, amp, cycles, fa_open, fa_closed):
-    """Both forearms in front of the chest; `fa` opens and closes `cycles` times."""
+def _hands_together(u, amp, cycles):
+    """Both forearms in front of the chest (hands touching); also the opening curve and envelope."""
     env = (0, 0.15, 0.85, 1)
     pose = {}
     for side in ("a", "o"):
@@ -227,14 +239,14 @@ def _hands_together(u, amp, cycles, fa_open, fa_closed):
 
 
 def _clap(u, p):
-    pose, gap, env = _hands_together(u, p["amp"], p["cycles"], -5, -40)
+    pose, gap, env = _hands_together(u, p["amp"], p["cycles"])
     for side in ("a", "o"):
         pose[f"{side}_fa"] = pose[f"{side}_fa"] + 35.0 * gap * env
     return pose, None
 
 
 def _rub_hands(u, p):
-    pose, _, env = _hands_together(u, p["amp"], p["cycles"], -40, -40)
+    pose, _, env = _hands_together(u, p["amp"], p["cycles"])
     angle = 2 * np.pi * p["cycles"] * _window(u, 0.15, 0.85)
     for side, sign in (("a", 1.0), ("o", -1.0)):
         pose[f"{side}_fe"] = pose[f"{side}_fe"] + 9.0 * sign * np.sin(angle) * env
@@ -308,9 +320,11 @@ def _bow(u, p):
     times = (0, 0.3, 0.55, 0.85, 1)
     bow = _track(u, times, (0, 60, 60, 0, 0), p["amp"], 0.0)
     pose = {"bow": bow, "nod": _track(u, times, (0, 15, 15, 0, 0))}
-    for side in ("a", "o"):
+    for side in ("a", "o"):  # arms hang (vertical in the world) while the trunk bends
         pose[f"{side}_ue"] = 8 + 0.85 * bow
         pose[f"{side}_ua"] = 90 - 80 * bow / 60
+        pose[f"{side}_fe"] = 12 + 0.9 * bow
+        pose[f"{side}_fa"] = 60 - 50 * bow / 60
     return pose, None
 
 
@@ -371,7 +385,8 @@ def _turn_around(u, p):
 def _handshake(u, p):
     amp = p["amp"]
     times = (0, 0.3, 0.75, 1)
-    keys = (times, (8, 50, 50, 8), (90, 15, 15, 90), (12, 80, 80, 12), (60, 5, 5, 60))
+    # The right hands meet on the line between the two actors: both reach slightly inward.
+    keys = (times, (8, 50, 50, 8), (90, -15, -15, 90), (12, 80, 80, 12), (60, -20, -20, 60))
     shake = np.sin(2 * np.pi * p["cycles"] * _window(u, 0.35, 0.7)) * _track(u, (0, 0.35, 0.7, 1), (0, 1, 1, 0))
     actor = {**_prefixed("a", _arm(u, amp, *keys)), "shift": _track(u, times, (0, 0.12, 0.12, 0))}
     actor["a_ue"] = actor["a_ue"] + 7.0 * shake
@@ -428,6 +443,8 @@ class Action:
     repetition of a cyclic motion (cycles drawn uniformly from `cycles`).
     two_person: the partner is present; handedness is not applied (handshakes use the right hand).
     distance: range of the initial distance (metres) between the two actors.
+    arms, partner_arms: the arms the action drives ("a" active, "o" other); the others keep the
+    performance's idle arm stance (hanging, hands on hips, crossed, ...) throughout.
     """
 
     name: str
@@ -437,30 +454,32 @@ class Action:
     cycles: tuple[int, int] = (1, 1)
     two_person: bool = False
     distance: tuple[float, float] = (0.0, 0.0)
+    arms: str = "ao"
+    partner_arms: str = ""
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action("wave", _wave, 30, 18, (2, 4)),
-    Action("raise one arm", _raise_one_arm, 60),
+    Action("wave", _wave, 30, 18, (2, 4), arms="a"),
+    Action("raise one arm", _raise_one_arm, 60, arms="a"),
     Action("raise both arms", _raise_both_arms, 60),
     Action("punch forward", _punch, 30, 16, (1, 3)),
-    Action("reach forward", _reach, 65),
-    Action("throw", _throw, 55),
+    Action("reach forward", _reach, 65, arms="a"),
+    Action("throw", _throw, 55, arms="a"),
     Action("clap", _clap, 25, 14, (3, 6)),
     Action("rub hands", _rub_hands, 25, 14, (3, 6)),
-    Action("kick", _kick, 45),
-    Action("step forward and back", _step, 65),
+    Action("kick", _kick, 45, arms=""),
+    Action("step forward and back", _step, 65, arms=""),
     Action("squat", _squat, 20, 45, (1, 2)),
     Action("jump", _jump, 55),
     Action("bow", _bow, 60),
     Action("sit down", _sit_down, 75),
     Action("stand up", _stand_up, 75),
     Action("walk in place", _walk_in_place, 20, 30, (3, 5)),
-    Action("handshake", _handshake, 60, 10, (2, 4), two_person=True, distance=(1.0, 1.2)),
-    Action("push other", _push, 60, two_person=True, distance=(0.75, 0.9)),
-    Action("hug", _hug, 90, two_person=True, distance=(1.6, 1.8)),
-    Action("point at other", _point_at_other, 60, two_person=True, distance=(1.6, 2.4)),
-    Action("turn around", _turn_around, 70),
+    Action("handshake", _handshake, 60, 10, (2, 4), True, (1.0, 1.2), arms="a", partner_arms="a"),
+    Action("push other", _push, 60, two_person=True, distance=(0.75, 0.9), partner_arms="ao"),
+    Action("hug", _hug, 90, two_person=True, distance=(1.6, 1.8), partner_arms="ao"),
+    Action("point at other", _point_at_other, 60, two_person=True, distance=(1.6, 2.4), arms="a"),
+    Action("turn around", _turn_around, 70, arms=""),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +528,7 @@ def _person(pose: Pose, bones: dict[str, np.ndarray], mirrored: np.ndarray, base
     base_yaw: (n,) degrees, 0 = facing the -z direction; base_position: (n, 3).
     """
     def dof(key: str) -> np.ndarray:
-        return np.broadcast_to(pose.get(key, REST[key]), shape).astype(np.float64)
+        return np.broadcast_to(pose.get(key, _rest(key)), shape).astype(np.float64)
 
     m = mirrored[:, None]
     flip = np.where(m, -1.0, 1.0)
@@ -614,7 +633,7 @@ def _draw_subjects(cfg: SyntheticConfig, rng: np.random.Generator) -> _Subjects:
     return _Subjects(
         bones=bones,
         tempo=rng.uniform(0.75, 1.35, n),
-        amp=rng.uniform(0.7, 1.15, n),
+        amp=rng.uniform(0.85, 1.1, n),
         left_handed=rng.random(n) < cfg.left_handed_fraction,
         posture=posture,
         train=train,
@@ -626,8 +645,8 @@ def _timing(action: Action, cycles: np.ndarray, tempo: np.ndarray, cfg: Syntheti
     """Start frame, action duration and total length (n,) of each performance."""
     n = len(tempo)
     duration = (action.duration + action.per_cycle * cycles) * tempo * rng.uniform(0.85, 1.15, n)
-    lead = rng.uniform(3, 40, n)
-    trail = rng.uniform(3, 40, n)
+    lead = rng.uniform(0, 70, n)
+    trail = rng.uniform(0, 70, n)
     total = lead + duration + trail
     shrink = np.minimum(1.0, (cfg.max_frames - 1) / total)
     lead, duration, trail = lead * shrink, duration * shrink, trail * shrink
@@ -646,16 +665,52 @@ def _idle(shape, rng: np.random.Generator) -> Pose:
     """Breathing / balance sway added to every frame (degrees)."""
     n, length = shape
     t = np.arange(length, dtype=np.float64)[None, :]
-    phase = rng.uniform(0, 2 * np.pi, (n, 4))
-    period = rng.uniform(60, 120, (n, 4))
+    phase = rng.uniform(0, 2 * np.pi, (n, 5))
+    period = rng.uniform(60, 160, (n, 5))
     sway = np.sin(2 * np.pi * t / period[:, :, None] + phase[:, :, None])
-    return {"bow": 1.5 * sway[:, 0], "lean": 1.0 * sway[:, 1], "a_ue": 2.0 * sway[:, 2], "o_ue": 2.0 * sway[:, 3]}
+    return {
+        "bow": 1.5 * sway[:, 0], "lean": 1.0 * sway[:, 1], "a_ue": 2.0 * sway[:, 2], "o_ue": 2.0 * sway[:, 3],
+        "yaw": rng.uniform(0, 8, (n, 1)) * sway[:, 4],
+    }  # fmt: skip
+
+
+def _drift(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Slow wandering of the whole body on the floor (n, T, 3), metres, zero at the first frame."""
+    t = np.arange(length, dtype=np.float64)[None, :]
+    amplitude = rng.uniform(0.0, 0.15, (n, 2, 1))
+    period = rng.uniform(150, 400, (n, 2, 1))
+    phase = rng.uniform(0, 2 * np.pi, (n, 2, 1))
+    wave = amplitude * (np.sin(2 * np.pi * t / period + phase) - np.sin(phase))  # (n, 2, T)
+    return np.stack([wave[:, 0], np.zeros((n, length)), wave[:, 1]], axis=-1)
+
+
+# Idle arm stances (ue, ua, fe, fa): hanging, hands on hips, arms crossed, hands behind the back,
+# hands clasped in front of the belly; drawn per performance with these probabilities.
+ARM_STANCES = np.array([
+    [8, 90, 12, 60], [40, 110, 34, -72], [25, 20, 90, -75], [20, 170, 70, -150], [15, 30, 55, -50],
+], dtype=np.float64)  # fmt: skip
+ARM_STANCE_PROBS = (0.4, 0.15, 0.15, 0.15, 0.15)
+
+
+def _with_stance(pose: Pose, u: np.ndarray, driven: str, stance: np.ndarray, shape) -> Pose:
+    """Move the arms to the idle stance (n, 4) wherever the action does not drive them.
+
+    Driven arms blend from the stance into the action over the first and last 15% of the phase.
+    """
+    out = dict(pose)
+    active = _smoothstep(u / 0.15) * _smoothstep((1.0 - u) / 0.15)
+    for side in ("a", "o"):
+        weight = 1.0 - active if side in driven else 1.0
+        for k, key in enumerate(("ue", "ua", "fe", "fa")):
+            name = f"{side}_{key}"
+            out[name] = np.broadcast_to(out.get(name, REST[key]), shape) + weight * (stance[:, k : k + 1] - REST[key])
+    return out
 
 
 def _add(pose: Pose, extra: Pose, shape) -> Pose:
     out = dict(pose)
     for key, value in extra.items():
-        out[key] = np.broadcast_to(out.get(key, REST[key]), shape) + value
+        out[key] = np.broadcast_to(out.get(key, _rest(key)), shape) + value
     return out
 
 
@@ -684,13 +739,16 @@ class _Performances:
 
 def _perform(class_index: int, subject: np.ndarray, repetition: np.ndarray, subjects: _Subjects,
              cfg: SyntheticConfig, rng: np.random.Generator) -> _Performances:
-    """Render performances of one action by the given 0-based subjects."""
+    """Render performances of one action by the given 0-based subjects.
+
+    The arrays are as long as the longest performance and hold 1 person (2 for interactions).
+    """
     action = ACTIONS[class_index]
-    n, length = len(subject), cfg.max_length
-    shape = (n, length)
+    n = len(subject)
     cycles = rng.integers(action.cycles[0], action.cycles[1] + 1, n).astype(np.float64)
     lead, duration, seq_length = _timing(action, cycles, subjects.tempo[subject], cfg, rng)
-    u = _phase(lead, duration, rng.uniform(-0.4, 0.4, n), length)
+    shape = (n, int(seq_length.max()))
+    u = _phase(lead, duration, rng.uniform(-0.4, 0.4, n), shape[1])
     params = {
         "amp": (subjects.amp[subject] * rng.uniform(0.9, 1.1, n))[:, None],
         "cycles": cycles[:, None],
@@ -699,23 +757,28 @@ def _perform(class_index: int, subject: np.ndarray, repetition: np.ndarray, subj
         "turn": rng.uniform(120, 180, n)[:, None] * np.where(rng.random(n) < 0.5, -1.0, 1.0)[:, None],
     }
     actor_pose, partner_pose = action.pose(u, params)
+    stances = ARM_STANCES[rng.choice(len(ARM_STANCES), size=(2, n), p=ARM_STANCE_PROBS)]
+    actor_pose = _with_stance(actor_pose, u, action.arms, stances[0], shape)
     actor_pose = _add(_add(actor_pose, _posture(subjects, subject), shape), _idle(shape, rng), shape)
-    joints = np.zeros((n, length, NUM_PERSONS, NUM_JOINTS, 3))
     facing_jitter = rng.normal(0.0, 10.0, n)
     if action.two_person:
+        joints = np.empty((*shape, 2, NUM_JOINTS, 3))
         partner = np.array([_partner(s, subjects.train, rng) for s in subject], dtype=np.int64)
         distance = rng.uniform(*action.distance, n) * (subjects.bones["thigh"][subject] / BONES["thigh"])
         no_mirror = np.zeros(n, dtype=bool)
-        actor_at = np.stack([-distance / 2, np.zeros(n), np.zeros(n)], axis=1)
-        partner_at = np.stack([distance / 2, np.zeros(n), np.zeros(n)], axis=1)
+        # The pair stands on a line, facing each other; the whole pair turns by the jitter.
+        turn = np.radians(facing_jitter)
+        offset = np.stack([distance / 2 * np.cos(turn), np.zeros(n), distance / 2 * np.sin(turn)], axis=1)
         joints[:, :, 0] = _person(actor_pose, _take(subjects.bones, subject), no_mirror,
-                                  90.0 + facing_jitter, actor_at, shape)
+                                  90.0 + facing_jitter, -offset, shape)
+        partner_pose = _with_stance(partner_pose, u, action.partner_arms, stances[1], shape)
         partner_pose = _add(_add(partner_pose, _posture(subjects, partner), shape), _idle(shape, rng), shape)
         joints[:, :, 1] = _person(partner_pose, _take(subjects.bones, partner), no_mirror,
-                                  -90.0 + facing_jitter, partner_at, shape)
+                                  -90.0 + facing_jitter, offset, shape)
     else:
-        joints[:, :, 0] = _person(actor_pose, _take(subjects.bones, subject), subjects.left_handed[subject],
-                                  facing_jitter, np.zeros((n, 3)), shape)
+        joints = _person(actor_pose, _take(subjects.bones, subject), subjects.left_handed[subject],
+                         facing_jitter, np.zeros((n, 3)), shape)[:, :, None]
+    joints += np.stack([_drift(n, shape[1], rng) for _ in range(joints.shape[2])], axis=2)[:, :, :, None, :]
     return _Performances(
         joints=joints, length=seq_length, label=np.full(n, class_index, dtype=np.int64),
         subject=subject + 1, repetition=repetition + 1, two_person=np.full(n, action.two_person),
@@ -734,35 +797,44 @@ def _take(bones: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarr
     return {k: v[index] for k, v in bones.items()}
 
 
-def _camera(world: np.ndarray, angle_deg: float, distance: np.ndarray, tilt_deg: np.ndarray,
+def _camera(world: np.ndarray, angle_deg: float | np.ndarray, distance: np.ndarray, tilt_deg: np.ndarray,
             height: np.ndarray) -> np.ndarray:
-    """World (n, T, M, V, 3) -> Kinect camera space: x right, y up, z away from the camera.
+    """World (n, T, M, V, 3) -> Kinect camera space (float32): x right, y up, z away from the camera.
 
     The camera stands `distance` metres in front of the scene centre at `height`, turned by
     `angle_deg` about the vertical axis and tilted down by `tilt_deg` ((n,) each).
     """
-    a = np.radians(angle_deg)
-    x, y, z = world[..., 0], world[..., 1], world[..., 2]
-    xr = np.cos(a) * x - np.sin(a) * z
-    zr = np.sin(a) * x + np.cos(a) * z
-    expand = (slice(None),) + (None,) * (world.ndim - 2)
-    yc = y - height[expand]
-    zc = zr + distance[expand]
-    tilt = np.radians(tilt_deg)[expand]
-    return np.stack([xr, np.cos(tilt) * yc + np.sin(tilt) * zc, -np.sin(tilt) * yc + np.cos(tilt) * zc], axis=-1)
+    n = len(world)
+    a = np.broadcast_to(np.radians(angle_deg), (n,))
+    tilt = np.radians(tilt_deg)
+    zero, one = np.zeros(n), np.ones(n)
+    turn = np.stack([
+        np.stack([np.cos(a), zero, -np.sin(a)], 1), np.stack([zero, one, zero], 1),
+        np.stack([np.sin(a), zero, np.cos(a)], 1),
+    ], 1)  # fmt: skip
+    pitch = np.stack([
+        np.stack([one, zero, zero], 1), np.stack([zero, np.cos(tilt), np.sin(tilt)], 1),
+        np.stack([zero, -np.sin(tilt), np.cos(tilt)], 1),
+    ], 1)  # fmt: skip
+    rotation = (pitch @ turn).astype(np.float32)
+    shift = (pitch @ np.stack([zero, -height, distance], 1)[:, :, None])[:, :, 0].astype(np.float32)
+    points = world.reshape(n, -1, 3).astype(np.float32)
+    camera = points @ rotation.transpose(0, 2, 1) + shift[:, None, :]
+    return camera.reshape(world.shape)
 
 
 def _sensor(camera: np.ndarray, present: np.ndarray, distance: np.ndarray, cfg: SyntheticConfig,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Add noise and tracking glitches; return camera coords and a (n, T, M) "body tracked" mask.
+    """Add noise and tracking glitches (in place); return camera coords and a (n, T, M) "tracked" mask.
 
     camera: (n, T, M, V, 3); present: (n, T, M) bool, the body exists in that frame.
     """
-    n, length = camera.shape[:2]
-    scale = np.ones(NUM_JOINTS)
+    n = len(camera)
+    scale = np.ones(NUM_JOINTS, dtype=np.float32)
     scale[list(_EXTREMITIES)] = 1.5
-    noise = rng.standard_normal(camera.shape, dtype=np.float32)
-    camera = camera + cfg.noise_std * (distance / 3.0)[:, None, None, None, None] * scale[:, None] * noise
+    std = cfg.noise_std * np.broadcast_to((distance / 3.0)[:, None, None], present.shape)[present]
+    noise = rng.standard_normal((len(std), NUM_JOINTS, 3), dtype=np.float32)
+    camera[present] += std[:, None, None].astype(np.float32) * scale[:, None] * noise
     tracked = present.copy()
     glitch = rng.random(n) < cfg.dropout_prob
     kind = rng.random(n)
@@ -799,16 +871,15 @@ def centre_like_ntu(x: np.ndarray, centre_joint: int = 1) -> np.ndarray:
 
 
 def _views(perf: _Performances, cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Camera coordinates of every performance from every view: (n, views, T, 2, 25, 3) and tracked mask."""
-    n, length = perf.joints.shape[:2]
-    t = np.arange(length)[None, :]
-    present = np.repeat((t < perf.length[:, None])[:, :, None], NUM_PERSONS, axis=2)
-    present[:, :, 1] &= perf.two_person[:, None]
-    out = np.empty((n, cfg.num_views, length, NUM_PERSONS, NUM_JOINTS, 3), dtype=np.float32)
-    tracked = np.empty((n, cfg.num_views, length, NUM_PERSONS), dtype=bool)
+    """Camera coordinates of every performance from every view: (n, views, T, M, 25, 3), tracked mask."""
+    n, length, persons = perf.joints.shape[:3]
+    t = np.arange(length)[None, :, None]
+    present = np.broadcast_to(t < perf.length[:, None, None], (n, length, persons))
+    out = np.empty((n, cfg.num_views, *perf.joints.shape[1:]), dtype=np.float32)
+    tracked = np.empty((n, cfg.num_views, length, persons), dtype=bool)
     for v, angle in enumerate(cfg.view_angles):
         distance = rng.uniform(2.5, 4.0, n)
-        camera = _camera(perf.joints, angle + rng.normal(0.0, 3.0), distance, rng.uniform(0.0, 12.0, n),
+        camera = _camera(perf.joints, angle + rng.normal(0.0, 3.0, n), distance, rng.uniform(0.0, 12.0, n),
                          rng.uniform(0.7, 1.3, n))
         camera, tracked[:, v] = _sensor(camera, present, distance, cfg, rng)
         out[:, v] = camera
@@ -835,23 +906,23 @@ def generate_all(cfg: SyntheticConfig = SyntheticConfig()) -> tuple[SkeletonSpli
     subjects = _draw_subjects(cfg, rng)
     subject_ids = np.repeat(np.arange(cfg.num_subjects), cfg.repetitions)
     rep_ids = np.tile(np.arange(cfg.repetitions), cfg.num_subjects)
-    per_class = len(subject_ids) * cfg.num_views
-    total = per_class * cfg.num_classes
-    x = np.empty((total, cfg.max_length, NUM_PERSONS, NUM_JOINTS, 3), dtype=np.float32)
+    views = np.arange(cfg.num_views)
+    total = len(subject_ids) * cfg.num_views * cfg.num_classes
+    x = np.zeros((total, cfg.max_length, NUM_PERSONS, NUM_JOINTS, 3), dtype=np.float32)
     meta = {k: np.empty(total, dtype=np.int64) for k in ("label", "subject", "view", "length", "repetition")}
     for c in range(cfg.num_classes):
         perf = _perform(c, subject_ids, rep_ids, subjects, cfg, rng)
-        camera, _ = _views(perf, cfg, rng)
-        block = slice(c * per_class, (c + 1) * per_class)
-        x[block] = centre_like_ntu(camera.reshape(-1, *camera.shape[2:]))
-        meta["label"][block] = c
-        meta["subject"][block] = np.repeat(perf.subject, cfg.num_views)
-        meta["repetition"][block] = np.repeat(perf.repetition, cfg.num_views)
-        meta["view"][block] = np.tile(np.arange(1, cfg.num_views + 1), len(perf.subject))
-        meta["length"][block] = np.repeat(perf.length, cfg.num_views)
-    order = np.lexsort((meta["label"], meta["repetition"], meta["view"], meta["subject"]))
-    x = x[order]
-    meta = {k: v[order] for k, v in meta.items()}
+        camera, _ = _views(perf, cfg, rng)  # (n, views, ...)
+        # Final position in (subject, view, repetition, class) order.
+        position = (((subject_ids[:, None] * cfg.num_views + views) * cfg.repetitions + rep_ids[:, None])
+                    * cfg.num_classes + c).reshape(-1)
+        length, persons = camera.shape[2:4]
+        x[position, :length, :persons] = centre_like_ntu(camera.reshape(-1, *camera.shape[2:]))
+        meta["label"][position] = c
+        meta["subject"][position] = np.repeat(perf.subject, cfg.num_views)
+        meta["repetition"][position] = np.repeat(perf.repetition, cfg.num_views)
+        meta["view"][position] = np.tile(views + 1, len(perf.subject))
+        meta["length"][position] = np.repeat(perf.length, cfg.num_views)
     labels = meta.pop("label")
     samples = SkeletonSplit(
         x=x, y=labels, layout=NTU25, num_classes=cfg.num_classes, split="all", name="synthetic",
@@ -935,23 +1006,20 @@ def write_skeleton_files(out_dir: str | os.PathLike, n: int = 60, seed: int = 0,
         [two_person[i % len(two_person)] for i in range(num_two)]
         + [single[i % len(single)] for i in range(n - num_two)], dtype=np.int64,
     )
-    # Unique (subject, view, repetition) per class: walk a shuffled grid.
-    grid = cfg.num_subjects * cfg.num_views * 99
-    picks = {}
-    keys = []
-    for c in classes:
-        used = picks.setdefault(int(c), set())
-        while True:
-            k = int(rng.integers(grid))
-            if k not in used:
-                used.add(k)
-                break
-        keys.append(k)
-    keys = np.array(keys)
-    subject = keys % cfg.num_subjects
-    view = (keys // cfg.num_subjects) % cfg.num_views
-    repetition = keys // (cfg.num_subjects * cfg.num_views)
+    # Unique (subject, view, repetition) per class, repetitions numbered from 1 as needed.
+    subject = np.empty(n, dtype=np.int64)
+    view = np.empty(n, dtype=np.int64)
+    repetition = np.empty(n, dtype=np.int64)
+    cells = cfg.num_subjects * cfg.num_views
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        reps = max(cfg.repetitions, -(-len(members) // cells))
+        pick = rng.permutation(cells * reps)[: len(members)]
+        subject[members] = pick % cfg.num_subjects
+        view[members] = (pick // cfg.num_subjects) % cfg.num_views
+        repetition[members] = pick // cells
     noisy = rng.random(n) < noisy_body_fraction
+    noise_kind = np.where(noisy, np.cumsum(noisy) % 3, -1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -960,10 +1028,9 @@ def write_skeleton_files(out_dir: str | os.PathLike, n: int = 60, seed: int = 0,
         perf = _perform(c, subject[i : i + 1], repetition[i : i + 1], subjects, cfg, rng)
         distance = rng.uniform(2.5, 4.0, 1)
         camera = _camera(perf.joints, cfg.view_angles[view[i]], distance, rng.uniform(0, 12, 1), rng.uniform(0.7, 1.3, 1))
-        present = np.repeat((np.arange(cfg.max_length) < perf.length[0])[None, :, None], NUM_PERSONS, axis=2)
-        present[:, :, 1] &= perf.two_person[0]
+        present = np.ones(perf.joints.shape[:3], dtype=bool)
         camera, tracked = _sensor(camera, present, distance, cfg, rng)
-        frames = _bodies_per_frame(camera[0], tracked[0], int(perf.length[0]), noisy[i], i, rng)
+        frames = _bodies_per_frame(camera[0], tracked[0], int(perf.length[0]), int(noise_kind[i]), rng)
         name = f"S001C{view[i] + 1:03d}P{subject[i] + 1:03d}R{repetition[i] + 1:03d}A{c + 1:03d}.skeleton"
         paths.append(write_skeleton_file(out / name, frames))
     return paths
@@ -973,18 +1040,18 @@ def _body_id(rng: np.random.Generator) -> str:
     return str(72057594037927936 + int(rng.integers(1, 10**6)))
 
 
-def _bodies_per_frame(camera: np.ndarray, tracked: np.ndarray, length: int, noisy: bool, index: int,
+def _bodies_per_frame(camera: np.ndarray, tracked: np.ndarray, length: int, noise_kind: int,
                       rng: np.random.Generator) -> list[list[tuple[str, np.ndarray]]]:
     """Per frame, the list of (body ID, joints (25, 3)) the Kinect reported.
 
-    camera: (T, 2, 25, 3); tracked: (T, 2). Noise bodies follow `write_skeleton_files`.
+    camera: (T, M, 25, 3); tracked: (T, M). noise_kind: -1 none, 0 short-lived extra body,
+    1 spread-out extra body, 2 actor 1 changes its body ID half-way.
     """
     ids = [_body_id(rng), _body_id(rng)]
+    switched_id = _body_id(rng)
     switch_at = -1
-    noise_kind = index % 3 if noisy else -1
     if noise_kind == 2 and length > 30:
         switch_at = int(rng.integers(length // 3, 2 * length // 3))
-        switched_id = _body_id(rng)
     if noise_kind == 0:  # short-lived body: a passer-by seen for a few frames
         start = int(rng.integers(0, max(1, length - 11)))
         extra_frames = range(start, min(length, start + int(rng.integers(3, 12))))
@@ -1002,7 +1069,7 @@ def _bodies_per_frame(camera: np.ndarray, tracked: np.ndarray, length: int, nois
     frames = []
     for t in range(length):
         bodies = []
-        for person in range(NUM_PERSONS):
+        for person in range(camera.shape[1]):
             if tracked[t, person]:
                 body = ids[person] if not (person == 0 and 0 <= switch_at <= t) else switched_id
                 bodies.append((body, camera[t, person].astype(np.float64)))

@@ -117,6 +117,7 @@ class MoCo(nn.Module):
             raise ValueError(f"MoCo: views differ in shape, {tuple(view1.shape)} vs {tuple(view2.shape)}")
         if sample_ids.shape != (view1.shape[0],):
             raise ValueError(f"MoCo: sample_ids must be ({view1.shape[0]},), got {tuple(sample_ids.shape)}")
+        sample_ids = sample_ids.to(view1.device)
         if self.training:
             self.update_teacher()
         queries = F.normalize(self.head.predictor(self.head.projector(self.encoder(view1))), dim=1)

@@ -114,6 +114,7 @@ class NNCLR(nn.Module):
         batch = view1.shape[0]
         if sample_ids.shape != (batch,):
             raise ValueError(f"NNCLR: sample_ids must be ({batch},), got {tuple(sample_ids.shape)}")
+        sample_ids = sample_ids.to(view1.device)  # gathered with the features (NCCL needs device tensors)
         projection0, prediction0 = self.project_and_predict(view1)
         if view2 is view1 and self.encode_identical_views_once:
             projection1, prediction1 = projection0, prediction0

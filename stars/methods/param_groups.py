@@ -125,6 +125,8 @@ def partial_tuning_groups(
     also_tune: further encoder parameter-name prefixes to tune (e.g. "pos_embed"), at their layer's lr.
     alpha = 1.0 tunes the chosen blocks uniformly at base_lr.
     """
+    if alpha <= 0 or base_lr <= 0:
+        raise ValueError(f"partial_tuning_groups: alpha and base_lr must be > 0, got {alpha} and {base_lr}")
     depth = encoder_depth(encoder)
     blocks = _resolve_tuned_blocks(tuned_blocks, depth)
     if tune_norm is None:

@@ -64,7 +64,7 @@ class FeatureQueue(nn.Module):
             raise ValueError(f"FeatureQueue.nearest: z must be (B, {self.dim}), got {tuple(z.shape)}")
         if topk < 0 or topk > self.size:
             raise ValueError(f"FeatureQueue.nearest: topk must be in [0, {self.size}], got {topk}")
-        similarity = z.detach() @ self.features.T  # (B, size)
+        similarity = z.detach().to(self.features.dtype) @ self.features.T  # (B, size)
         if sample_ids is not None:
             if sample_ids.shape != (z.shape[0],):
                 raise ValueError(

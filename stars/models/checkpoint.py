@@ -6,8 +6,8 @@ Formats recognised by `detect_format`:
   "config": dict, ...}`. The state dict is either flat (encoder and MAMP models: `joints_embed.*`, `blocks.*`,
   ...) or, for models that wrap the encoder (`Classifier`, stage-2 methods), prefixed with `encoder.`.
   `config["encoder"]`, when present, holds the `EncoderConfig` fields.
-  Stage-2 continuation state, when saved, lives in the state dict as `head.*` (ProjectorPredictor names),
-  `queue` (K, D), `queue_ptr` and `queue_id` (K,).
+  Stage-2 models keep their head as `head.*` (ProjectorPredictor names) and their memory bank as the
+  `FeatureQueue` buffers `queue.features` (K, D), `queue.ptr` and `queue.ids` (K,).
 * "mamp-official": a dict with key "model" holding the flat MAMP state dict (encoder + `decoder*` +
   `mask_token`; finetune checkpoints carry `head.*` instead), plus "optimizer", "epoch", "args"
   (an `argparse.Namespace`), "scaler".
@@ -36,9 +36,10 @@ from torch import nn
 from stars.models.encoder import EncoderConfig
 
 CHECKPOINT_FORMAT = "stars"
-CHECKPOINT_KINDS = ("encoder", "mamp", "mae", "nnclr", "moco", "dino", "classifier")
 STARS_STUDENT_PREFIX = "encoder_student."
 DEFAULT_NUM_HEADS = 8
+OFFICIAL_QUEUE_KEYS = ("queue", "queue_ptr", "queue_id")  # (D, K) features, pointer (1,), ids (K,)
+OUR_QUEUE_KEYS = ("queue.features", "queue.ptr", "queue.ids")  # (K, D) features, pointer (), ids (K,)
 
 
 class CheckpointError(ValueError):
@@ -200,6 +201,7 @@ def extract_stars_head_and_queue(
     Official checkpoints store the head under `encoder_student.head.*`; its inner names are assumed to
     mirror ours (projector = one BatchNorm1d, predictor = Sequential 0..3); a projector stored as a
     one-layer Sequential (`projector.0.*`) is mapped onto ours. Their queue is (D, K) and is transposed.
+    Ours: `head.*` and the `FeatureQueue` buffers `queue.features` (K, D), `queue.ptr`, `queue.ids`.
     """
     fmt = detect_format(obj)
     if fmt == "mamp-official":
@@ -207,35 +209,36 @@ def extract_stars_head_and_queue(
     if fmt == "stars-official":
         state = _strip_module_prefix(obj)
         head_prefix = STARS_STUDENT_PREFIX + "head."
-        queue_layout = "feature-major"
+        queue_keys = OFFICIAL_QUEUE_KEYS
     else:
-        state = obj["model"]
+        state = _strip_module_prefix(obj["model"])
         head_prefix = "head."
-        queue_layout = "entry-major"
+        queue_keys = OUR_QUEUE_KEYS
     head = {key[len(head_prefix) :]: value for key, value in state.items() if key.startswith(head_prefix)}
     head = {re.sub(r"^projector\.0\.", "projector.", key): value for key, value in head.items()}
-    missing = [key for key in ("queue", "queue_ptr", "queue_id") if key not in state]
+    missing = [key for key in queue_keys if key not in state]
     if not head or missing:
         raise CheckpointError(
             f"{fmt} checkpoint has no STARS tuning state: head keys found {len(head)}, missing {missing}"
         )
-    queue = state["queue"].float()
+    features_key, ptr_key, ids_key = queue_keys
+    queue = state[features_key].float()
     if queue.ndim != 2:
-        raise CheckpointError(f"queue must be 2-D, got shape {tuple(queue.shape)}")
-    if queue_layout == "feature-major":
-        queue = queue.t()
-    queue_ids = state["queue_id"].long().reshape(-1)
+        raise CheckpointError(f"{features_key} must be 2-D, got shape {tuple(queue.shape)}")
+    if fmt == "stars-official":
+        queue = queue.t()  # official layout (D, K) -> (K, D)
+    queue_ids = state[ids_key].long().reshape(-1)
     if queue_ids.shape[0] != queue.shape[0]:
-        raise CheckpointError(f"queue has {queue.shape[0]} entries but queue_id has {queue_ids.shape[0]}")
-    return head, queue.contiguous(), int(state["queue_ptr"].reshape(-1)[0]), queue_ids
+        raise CheckpointError(f"queue has {queue.shape[0]} entries but {ids_key} has {queue_ids.shape[0]}")
+    return head, queue.contiguous(), int(state[ptr_key].reshape(-1)[0]), queue_ids
 
 
 def build_checkpoint(
     kind: str, model_state: Mapping[str, torch.Tensor], config: Mapping[str, Any], **extra: Any
 ) -> dict:
     """Our checkpoint dict: `{"format": "stars", "kind": kind, "model": state, "config": config, **extra}`."""
-    if kind not in CHECKPOINT_KINDS:
-        raise ValueError(f"unknown checkpoint kind {kind!r}; choose one of {CHECKPOINT_KINDS}")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"checkpoint kind must be a non-empty string (e.g. 'encoder', 'mamp'), got {kind!r}")
     reserved = {"format", "kind", "model", "config"} & set(extra)
     if reserved:
         raise ValueError(f"extra checkpoint entries may not use the reserved keys {sorted(reserved)}")

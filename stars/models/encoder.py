@@ -90,7 +90,7 @@ class EncoderConfig:
 
 ENCODER_PRESETS: dict[str, EncoderConfig] = {
     "paper": EncoderConfig(),
-    "small": EncoderConfig(embed_dim=64, depth=4, num_heads=4),
+    "small": EncoderConfig(embed_dim=64, depth=4, num_heads=4, num_frames=32),
     "tiny": EncoderConfig(embed_dim=32, depth=2, num_heads=2, num_frames=32),
 }
 

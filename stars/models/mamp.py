@@ -140,6 +140,10 @@ class MaskedMotionModel(SkeletonEncoder):
     (`decoder_embed`, `mask_token`, `decoder_temp_embed`, `decoder_pos_embed`, `decoder_blocks.{i}`,
     `decoder_norm`, `decoder_pred`): `state_dict()` keys equal those of official MAMP checkpoints.
     `forward` is the pretraining step; `encoder_state_dict()` / `to_encoder()` give the encoder alone.
+    `SkeletonEncoder.forward(model, x)` still gives the pooled (N, D) representation of the unmasked input.
+    Visible tokens per sequence: `len_keep = visible_token_count(L, mask_ratio, visible_rounding)`, by default
+    round(750 * 0.1) = 75; `visible_rounding="official"` reproduces the official int() truncation (74 at
+    ratio 0.9 by float error; 149 at ratio 0.8, the setting behind the paper's Table 11 MACs).
     Decoder blocks use no drop-path (the official code reuses the encoder's schedule, 0 in every config).
     Configs default to the paper's (`EncoderConfig()`, `MAMPConfig()`).
     """

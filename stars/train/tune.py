@@ -300,8 +300,9 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
 
     after_step = None
     if cfg.method == "dino":
-        steps = iterations_per_epoch(len(train_split), cfg.run.batch_size, drop_last=True)
-        schedule = teacher_momentum_schedule(cfg.teacher_momentum, 1.0, cfg.run.epochs, steps)
+        # from the real dataset size and world size (the official code hard-coded NTU-60 XSub, 1 GPU)
+        steps = iterations_per_epoch(len(train_split), cfg.run.batch_size, drop_last=True, world_size=world)
+        schedule = teacher_momentum_schedule(cfg.run.epochs, steps, base=cfg.teacher_momentum, final=1.0)
 
         def after_step(module, step):  # noqa: F811 - DINO teacher EMA after every optimiser step
             module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))

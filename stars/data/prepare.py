@@ -1,0 +1,89 @@
+"""`stars prepare TARGET --raw DIR --out DIR`: raw skeleton files -> dataset npz files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stars.config import ConfigError, parse_assignments
+
+
+def _options(overrides: list[str], allowed: dict[str, type]) -> dict:
+    """`--set key=value` for preparation options, typed; unknown keys fail naming the key."""
+    out = {}
+    for key, value in parse_assignments(overrides).items():
+        if key not in allowed:
+            raise ConfigError(f"unknown prepare option {key!r}; known: {', '.join(sorted(allowed))}")
+        kind = allowed[key]
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1", "yes")
+            else:
+                out[key] = kind(value)
+        except ValueError:
+            raise ConfigError(f"prepare option {key}: {value!r} is not a {kind.__name__}") from None
+    return out
+
+
+def _one_raw(args) -> str:
+    if len(args.raw) != 1:
+        raise ValueError(f"prepare {args.target}: give exactly one --raw folder")
+    return args.raw[0]
+
+
+def main(args) -> int:
+    target, out = args.target, Path(args.out)
+    if target == "synthetic":
+        import dataclasses
+
+        from stars.data.synthetic import SyntheticConfig, prepare_synthetic, write_skeleton_files
+
+        fields = {f.name: f.type for f in dataclasses.fields(SyntheticConfig) if f.name != "seed"}
+        types = {name: {"int": int, "float": float, "bool": bool}.get(str(t), str) for name, t in fields.items()}
+        paths = prepare_synthetic(out, seed=args.seed, **_options(args.overrides, types))
+        for path in paths.values():
+            print(f"wrote {path}")
+        if args.skeleton_files:
+            files = write_skeleton_files(out / "skeletons", n=args.skeleton_files, seed=args.seed)
+            print(f"wrote {len(files)} .skeleton files to {out / 'skeletons'}")
+        return 0
+    if not args.raw:
+        raise ValueError(f"prepare {target}: --raw DIR is required")
+    if target in ("ntu60", "ntu120"):
+        from stars.data.ntu import prepare_ntu
+
+        opts = _options(args.overrides, {"missing_list": str, "second_actor": str, "official_keys_only": bool,
+                                         "num_frames": int, "limit": int})
+        if args.missing_list:
+            opts["missing_list"] = args.missing_list
+        report = prepare_ntu(args.raw, out, variant=target, workers=args.workers, resume=not args.no_resume,
+                             **opts)
+        for name, path in report.outputs.items():
+            print(f"wrote {path} ({name}: {report.split_sizes.get(name)})")
+        print(f"{report.num_ok}/{report.num_files} files used; skipped: {report.skipped_by_reason}")
+        return 0
+    if target in ("pku1", "pku2"):
+        from stars.data.pku import prepare_pku
+
+        opts = _options(args.overrides, {"centre": bool, "resample": bool, "num_frames": int,
+                                         "official_keys_only": bool, "skip_bad_files": bool})
+        report = prepare_pku(_one_raw(args), out, version=int(target[-1]), workers=args.workers, **opts)
+        print(report)
+        return 0
+    if target == "nw-ucla":
+        from stars.data.real import prepare_nw_ucla
+
+        report = prepare_nw_ucla(_one_raw(args), out, **_options(args.overrides, {"min_frames": int,
+                                                                                   "max_frames": int}))
+        print(report)
+        return 0
+    if target == "utd-mhad":
+        from stars.data.real import prepare_utd_mhad
+
+        report = prepare_utd_mhad(_one_raw(args), out, **_options(args.overrides, {"layout": str,
+                                                                                    "min_frames": int,
+                                                                                    "max_frames": int}))
+        print(report)
+        return 0
+    raise ValueError(f"unknown prepare target {target!r}")

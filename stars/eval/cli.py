@@ -1,0 +1,95 @@
+"""`stars eval PROTOCOL`: wiring from the command line to the protocol functions.
+
+Each protocol has a config dataclass whose defaults are the paper's, with `small` / `tiny` presets
+(fewer epochs, smaller batches) picked by `--preset`; `--set key=value` overrides are applied with
+`stars.config.apply_overrides` (an unknown or mistyped key is an error naming it). Without `--ckpt`
+the encoder is a random initialisation of the `--preset` size; `finetune` without `--ckpt` is the
+from-scratch recipe (layer decay 1.0) unless overridden. `--resume` continues an interrupted training
+protocol (linear, finetune, semi, transfer); the others train nothing and are recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stars.analysis.confusion import CONFUSION_PRESETS, run_confusion
+from stars.analysis.tsne import TSNE_PRESETS, run_tsne
+from stars.config import ConfigError, apply_overrides
+from stars.eval.fewshot import FEWSHOT_PRESETS, run_fewshot
+from stars.eval.finetune import FINETUNE_PRESETS, from_scratch, run_finetune
+from stars.eval.knn import KNN_PRESETS, run_knn
+from stars.eval.linear import LINEAR_PRESETS, run_linear
+from stars.eval.semi import SEMI_PRESETS, run_semi
+from stars.eval.transfer import TRANSFER_PRESETS, run_transfer
+
+
+@dataclass(frozen=True)
+class Protocol:
+    presets: Mapping[str, Any]
+    run: Callable[..., dict]
+    trains: bool  # accepts resume
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "knn": Protocol(KNN_PRESETS, run_knn, trains=False),
+    "linear": Protocol(LINEAR_PRESETS, run_linear, trains=True),
+    "finetune": Protocol(FINETUNE_PRESETS, run_finetune, trains=True),
+    "semi": Protocol(SEMI_PRESETS, run_semi, trains=True),
+    "fewshot": Protocol(FEWSHOT_PRESETS, run_fewshot, trains=False),
+    "transfer": Protocol(TRANSFER_PRESETS, run_transfer, trains=True),
+    "tsne": Protocol(TSNE_PRESETS, run_tsne, trains=False),
+    "confusion": Protocol(CONFUSION_PRESETS, run_confusion, trains=False),
+}
+
+
+def resolve_config(protocol: str, preset: str, overrides: list[str] | None, *, has_ckpt: bool = True) -> Any:
+    """The protocol's config: preset, from-scratch rule for finetune without a checkpoint, then overrides."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
+    presets = PROTOCOLS[protocol].presets
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r} for {protocol}; choose one of {sorted(presets)}")
+    cfg = presets[preset]
+    if protocol == "finetune" and not has_ckpt:
+        cfg = from_scratch(cfg)
+    return apply_overrides(cfg, overrides or [])
+
+
+def run_protocol(
+    protocol: str,
+    *,
+    ckpt: str | None,
+    data: str,
+    out: str,
+    cfg: Any,
+    target_data: str | None = None,
+    preset: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+) -> dict:
+    """Call the protocol function with the arguments it takes."""
+    if protocol == "transfer":
+        if not target_data:
+            raise ValueError("transfer needs --target-data (the dataset to evaluate on); --data is the source")
+        return run_transfer(ckpt, data, target_data, out, cfg, device, preset, resume=resume)
+    if target_data:
+        raise ValueError(f"--target-data is only used by the transfer protocol, not by {protocol}")
+    entry = PROTOCOLS[protocol]
+    if entry.trains:
+        return entry.run(ckpt, data, out, cfg, device, preset, resume=resume)
+    return entry.run(ckpt, data, out, cfg, device, preset)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=bool(args.ckpt))
+    metrics = run_protocol(
+        args.protocol, ckpt=args.ckpt, data=args.data, out=args.out, cfg=cfg, target_data=args.target_data,
+        preset=args.preset, resume=args.resume, device=args.device,
+    )
+    if metrics:
+        print(json.dumps({"protocol": args.protocol, "out": args.out, "metrics": metrics}, indent=2, default=str))
+    return 0

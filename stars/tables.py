@@ -1,0 +1,199 @@
+"""What the table and figure notebooks share: the encoders they compare, the evaluations they read, and
+the paper's numbers that appear in more than one table.
+
+Every encoder of the paper's comparisons has exactly one recipe here (stage, method, the encoder it
+starts from), so two notebooks asking for "STARS on xsub" reach the same `Experiment` cache entry and
+it is trained once:
+
+    MAMP             stage 1, masked motion prediction
+    MAE              stage 1, naive MAE (random masking, coordinate targets; Tables 7, 8)
+    STARS            MAMP -> NNCLR partial tuning (the paper's method)
+    STARS-3stage     MAMP -> head-only NNCLR phase -> partial tuning (Appendix A, Table 1)
+    STARS-MAE        MAE -> NNCLR partial tuning (Tables 7, 8)
+    MAMP+NNCLR       MAMP -> NNCLR with the MAMP loss kept (Table 4)
+    MoCo, DINO       MAMP -> MoCo / DINO partial tuning (tuning strategies; Tables 2, 3, 6)
+    NNCLR (scratch)  NNCLR on a randomly initialised encoder, every parameter trained (Table 5)
+
+Overrides given to `encoder_checkpoint` apply to the last stage only (e.g. `alpha=1.0` changes the
+STARS tuning run, not the MAMP run it starts from). The evaluations use the protocol defaults plus
+`EVAL_DEFAULTS`, the same in every notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stars.config import ConfigError
+
+NAN = float("nan")  # a number the paper does not report; rendered as "—" in the Markdown tables
+
+
+@dataclass(frozen=True)
+class EncoderRecipe:
+    """How one compared encoder is trained: `stage` pretrain | tune, the method, and the recipe name of
+    the encoder it starts from (None: stage 1, or a tuning method that starts from random weights)."""
+
+    stage: str
+    method: str
+    init: str | None = None
+
+
+ENCODERS: dict[str, EncoderRecipe] = {
+    "MAMP": EncoderRecipe("pretrain", "mamp"),
+    "MAE": EncoderRecipe("pretrain", "mae"),
+    "STARS": EncoderRecipe("tune", "stars", "MAMP"),
+    "STARS-3stage": EncoderRecipe("tune", "stars-3stage", "MAMP"),
+    "STARS-MAE": EncoderRecipe("tune", "stars", "MAE"),
+    "MAMP+NNCLR": EncoderRecipe("tune", "mamp-nnclr", "MAMP"),
+    "MoCo": EncoderRecipe("tune", "moco", "MAMP"),
+    "DINO": EncoderRecipe("tune", "dino", "MAMP"),
+    "NNCLR (scratch)": EncoderRecipe("tune", "nnclr", None),
+}
+
+# Evaluation overrides shared by every notebook. The paper (official scripts) reports the maximum test
+# accuracy over epochs for the linear probe and finetuning; we report the last epoch and, in its own
+# column, that maximum.
+EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "linear": {"report_test_max": True},
+    "finetune": {"report_test_max": True},
+}
+
+ROLE_TITLES = {"xsub": "XSub", "xview": "XView", "fewshot": "few-shot",
+               "transfer_source": "transfer source", "transfer_target": "transfer target"}
+
+# Top-1 (%) on NTU-60 from the STARS README (reference §7; linear / finetune: maximum over epochs) and,
+# for MAMP, the MAMP README (linear, finetune) and supplementary Table 4 (KNN k = 1).
+PAPER_HEADLINE: dict[str, dict[str, dict[str, float]]] = {
+    "MAMP": {"linear": {"xsub": 85.0, "xview": 89.0}, "knn_k1": {"xsub": 63.1, "xview": 80.3},
+             "finetune": {"xsub": 93.0, "xview": 97.5}},
+    "STARS": {"linear": {"xsub": 87.1, "xview": 90.9}, "knn_k1": {"xsub": 79.9, "xview": 88.6},
+              "finetune": {"xsub": 93.0, "xview": 97.5}},
+}
+
+# KNN k = 1 on NTU-60 (supplementary Tables 4 and 7).
+PAPER_KNN_K1: dict[str, dict[str, float]] = {
+    "MAMP": {"xsub": 63.1, "xview": 80.3},
+    "STARS": {"xsub": 79.9, "xview": 88.6},
+    "MAMP+NNCLR": {"xsub": 74.6, "xview": 86.5},
+    "MAE": {"xsub": 44.1, "xview": 43.7},
+    "STARS-MAE": {"xsub": 53.5, "xview": 55.2},
+}
+
+
+def paper_value(table: Mapping[str, Any], *keys: Any) -> float:
+    """table[k1][k2]...: a paper number, or NaN when the paper does not report it."""
+    value: Any = table
+    for key in keys:
+        if not isinstance(value, Mapping) or key not in value:
+            return NAN
+        value = value[key]
+    return float(value)
+
+
+def role_title(role: str) -> str:
+    """Column title of a dataset role: "xsub" -> "XSub"."""
+    return ROLE_TITLES.get(role, role)
+
+
+def encoder_checkpoint(exp, name: str, dataset: str = "xsub", **overrides: Any) -> str:
+    """Final checkpoint of the encoder `name` (a key of ENCODERS) trained on the `dataset` role.
+
+    exp: a `stars.experiments.Experiment`; runs are trained now unless cached. `overrides` (dotted config
+    keys) apply to the last stage only; the stages it starts from are the shared default runs.
+    """
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
+    recipe = ENCODERS[name]
+    if recipe.stage == "pretrain":
+        return exp.pretrain(recipe.method, dataset, **overrides)
+    init = encoder_checkpoint(exp, recipe.init, dataset) if recipe.init else None
+    return exp.tune(recipe.method, init, dataset, **overrides)
+
+
+def evaluation(exp, protocol: str, ckpt: str | None, dataset: str = "xsub", **overrides: Any) -> dict[str, Any]:
+    """exp.evaluate with the shared EVAL_DEFAULTS of `protocol` (explicit overrides win).
+
+    -> {"protocol", "metrics": {...}, "_dir": run folder}.
+    """
+    return exp.evaluate(protocol, ckpt, dataset, **{**EVAL_DEFAULTS.get(protocol, {}), **overrides})
+
+
+def metric(result: Mapping[str, Any], key: str) -> float:
+    """One number of an evaluation result; a missing key is an error listing the available ones."""
+    metrics = result.get("metrics", {})
+    if key not in metrics:
+        raise KeyError(
+            f"{result.get('protocol', 'evaluation')} result in {result.get('_dir', '?')} has no metric {key!r}; "
+            f"it has {sorted(metrics)}"
+        )
+    return float(metrics[key])
+
+
+def semi_key(fraction: float, statistic: str) -> str:
+    """Metric name of the semi-supervised summary: (0.01, "mean") -> "fraction_0.01_mean"."""
+    return f"fraction_{fraction:g}_{statistic}"
+
+
+def run_folder(ckpt: str | Path) -> Path:
+    """The run folder of a checkpoint written by pretrain / tune (its parent)."""
+    return Path(ckpt).parent
+
+
+def training_seconds(ckpt: str | Path) -> float:
+    """Wall time of the run that wrote `ckpt`: the sum of `epoch_time_s` over every metrics.csv in its
+    folder and sub-folders (the head-only phase of STARS-3stage lives in `head/`)."""
+    total = 0.0
+    found = False
+    for path in sorted(run_folder(ckpt).rglob("metrics.csv")):
+        frame = pd.read_csv(path)
+        if "epoch_time_s" in frame:
+            total += float(frame["epoch_time_s"].sum())
+            found = True
+    if not found:
+        raise ValueError(f"{run_folder(ckpt)}: no metrics.csv with epoch_time_s (not a training run folder)")
+    return total
+
+
+def class_names(exp, dataset: str = "xsub") -> list[str]:
+    """Names of the classes of a dataset role: the file's, else the NTU names for 60 / 120 classes,
+    else "class i"."""
+    from stars.data.npz import load_split
+    from stars.data.ntu_names import NTU_CLASS_NAMES
+
+    split = load_split(exp.dataset(dataset), "test")
+    if split.class_names:
+        return list(split.class_names)
+    if split.num_classes in (60, 120):
+        return list(NTU_CLASS_NAMES[: split.num_classes])
+    return [f"class {c}" for c in range(split.num_classes)]
+
+
+def tsne_panels(result: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The feature sets of a `tsne` evaluation, title -> (features (N, D), labels (N,)), in panel order."""
+    folder = Path(result["_dir"])
+    titles = json.loads((folder / "run.json").read_text())["panels"]
+    with np.load(folder / "tsne_features.npz") as stored:
+        labels = stored["labels"]
+        return {title: (stored[f"panel{i}"], labels) for i, title in enumerate(titles)}
+
+
+def format_mean_std(mean: float, std: float, decimals: int = 1) -> str:
+    """"mean ± std" with `decimals` digits; NaN mean -> "—"."""
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+__all__ = [
+    "NAN", "EncoderRecipe", "ENCODERS", "EVAL_DEFAULTS", "ROLE_TITLES", "PAPER_HEADLINE", "PAPER_KNN_K1",
+    "paper_value", "role_title", "encoder_checkpoint", "evaluation", "metric", "semi_key", "run_folder",
+    "training_seconds", "class_names", "tsne_panels", "format_mean_std",
+]
