@@ -142,7 +142,7 @@ def _key(*parts: Any) -> str:
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
 
 
-def _resolved(kind: str, method: str, preset: str, overrides: list[str]) -> dict:
+def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckpt: bool = True) -> dict:
     """The resolved config dict of a run, minus fields that do not change its result."""
     from stars.config import apply_overrides, to_dict
 
@@ -155,9 +155,9 @@ def _resolved(kind: str, method: str, preset: str, overrides: list[str]) -> dict
 
         cfg = apply_overrides(tune_preset(method, preset), overrides)
     else:
-        from stars.eval.cli import protocol_config
+        from stars.eval.cli import resolve_config
 
-        cfg = apply_overrides(protocol_config(method, preset), overrides)
+        cfg = resolve_config(method, preset, overrides, has_ckpt=has_ckpt)
     data = to_dict(cfg)
     for key in _VOLATILE:
         head, _, tail = key.partition(".")
@@ -211,10 +211,11 @@ class Experiment:
             items.append(f"run.progress={self.progress}")
         return items
 
-    def _run_dir(self, kind: str, method: str, overrides: list[str], data: str, init: str | None) -> Path:
-        resolved = _resolved(kind, method, self.profile.preset, overrides)
+    def _run_dir(self, kind: str, method: str, overrides: list[str], data: str, init: str | None,
+                 target: str | None = None) -> Path:
+        resolved = _resolved(kind, method, self.profile.preset, overrides, has_ckpt=init is not None)
         key = _key(kind, method, resolved, file_fingerprint(data),
-                   file_fingerprint(init) if init else None)
+                   file_fingerprint(init) if init else None, file_fingerprint(target) if target else None)
         return self.cache / f"{kind}-{method}-{key}"
 
     def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides: Any) -> str:
@@ -251,7 +252,7 @@ class Experiment:
         data = self.dataset(dataset)
         target_data = self.dataset(target) if target else None
         items = self._overrides("eval", protocol, overrides)
-        run_dir = self._run_dir("eval", protocol, items + [f"target={target_data}"], data, ckpt)
+        run_dir = self._run_dir("eval", protocol, items, data, ckpt, target_data)
         metrics = run_dir / "metrics.json"
         if not metrics.exists():
             main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,

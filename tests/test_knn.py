@@ -11,6 +11,14 @@ from sklearn.preprocessing import normalize
 from stars.eval.knn import KNNConfig, knn_majority, knn_weighted, nearest_neighbours
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _case(rng: np.random.Generator, n_train: int, n_test: int, dim: int, labels: np.ndarray):
     train_f = rng.normal(size=(n_train, dim))
     test_f = rng.normal(size=(n_test, dim))

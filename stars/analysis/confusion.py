@@ -11,16 +11,15 @@ Figures are built with the object-oriented `matplotlib.figure.Figure` (Agg canva
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
 from matplotlib.figure import Figure
-
-from stars.eval.knn import KNNConfig
 
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -114,10 +113,13 @@ def top_confusions(
 class ConfusionConfig:
     """`stars eval confusion`: kNN predictions on the test split, then Fig. 3 and the top confusions."""
 
-    vote: str = "majority"  # majority | weighted
+    vote: Literal["majority", "weighted"] = "majority"
     k: int = 10  # Fig. 3 caption: k = 10
+    temperature: float = 0.1  # weighted vote only: weight = exp(similarity / temperature)
     top: int = 20  # rows of top_confusions.csv
-    knn: KNNConfig = field(default_factory=KNNConfig)  # feature extraction and temperature
+    batch_size: int = 256  # feature extraction
+    crop: float = 0.95  # centre crop of both splits
+    seed: int = 0  # random initialisation of the encoder when no --ckpt is given
     dpi: int = 200
 
     def __post_init__(self) -> None:
@@ -125,6 +127,8 @@ class ConfusionConfig:
             raise ValueError(f"ConfusionConfig.vote must be 'majority' or 'weighted', got {self.vote!r}")
         if self.k < 1:
             raise ValueError(f"ConfusionConfig.k must be >= 1, got {self.k}")
+        if self.temperature <= 0:
+            raise ValueError(f"ConfusionConfig.temperature must be > 0, got {self.temperature}")
 
 
 CONFUSION_PRESETS = {"paper": ConfusionConfig(), "small": ConfusionConfig(), "tiny": ConfusionConfig(dpi=100)}
@@ -146,16 +150,16 @@ def run_confusion(
 
     out = Path(out)
     device = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
     train, test = load_split(data, "train"), load_split(data, "test")
     num_classes = max(train.num_classes, test.num_classes)
-    train_f, train_y = extract_features(encoder, train, cfg.knn.crop, cfg.knn.batch_size, device)
-    test_f, test_y = extract_features(encoder, test, cfg.knn.crop, cfg.knn.batch_size, device)
+    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device)
+    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device)
     if cfg.vote == "majority":
         outcome = knn_majority(train_f, train_y, test_f, test_y, (cfg.k,), num_classes=num_classes, device=device)
     else:
         outcome = knn_weighted(
-            train_f, train_y, test_f, test_y, (cfg.k,), cfg.knn.temperature, num_classes=num_classes, device=device
+            train_f, train_y, test_f, test_y, (cfg.k,), cfg.temperature, num_classes=num_classes, device=device
         )
     predictions = outcome.predictions[cfg.k]
     names = list(test.class_names) or [str(c) for c in range(num_classes)]
@@ -173,7 +177,7 @@ def run_confusion(
     np.save(out / "predictions.npy", predictions)
     np.save(out / "labels.npy", test_y)
     metrics = {f"{cfg.vote}_k{cfg.k}": outcome.top1[cfg.k]}
-    write_result(out, "confusion", metrics, cfg, data, cfg.knn.seed, device, encoder=info)
+    write_result(out, "confusion", metrics, cfg, data, cfg.seed, device, encoder=info)
     return metrics
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import seaborn as sns
@@ -38,8 +39,8 @@ class TSNEConfig:
 
     classes: tuple[int, ...] = ()  # 0-based labels to show; () = official 15 for 60 classes, else first 15
     per_class: int = 100  # first samples in file order per class
-    random_state: int = 42  # t-SNE seed (and the random projector's)
-    split: str = "test"
+    random_state: int = 42  # t-SNE seed, the random projector's, and the encoder's when no --ckpt
+    split: Literal["train", "test"] = "test"
     crop: float = 0.95
     batch_size: int = 256
     label: str = "encoder output"  # panel title of --ckpt
@@ -179,14 +180,14 @@ def run_tsne(
     shown = tsne_classes(split.num_classes, cfg.classes)
     index = select_per_class(split.y, shown, cfg.per_class)
     subset = split.subset(index)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.random_state)
     features, labels = extract_features(encoder, subset, cfg.crop, cfg.batch_size, device)
     panels = {cfg.label: (features, labels)}
     encoders = {"main": info}
     if cfg.random_projector:
         panels[f"{cfg.label} + random projector"] = (random_projector_features(features, cfg.random_state), labels)
     if cfg.compare_ckpt:
-        other, other_info = load_encoder_for_eval(cfg.compare_ckpt, preset, device)
+        other, other_info = load_encoder_for_eval(cfg.compare_ckpt, preset, device, seed=cfg.random_state)
         panels[cfg.compare_label] = extract_features(other, subset, cfg.crop, cfg.batch_size, device)
         encoders["compare"] = other_info
     fig = tsne_figure(

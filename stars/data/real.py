@@ -9,7 +9,7 @@ Preparation, per file: read (T, 20, 3) metres; put the joints in the requested l
 NTU does (origin = the layout's centre joint, the spine, in the first non-empty frame); sequences
 longer than `max_frames` are linearly resampled to it; all are zero-padded to the longest kept
 sequence (or to `max_frames`). Files with fewer than `min_frames` frames are skipped and listed
-in the returned report and in `<name>_prepare_report.csv` next to the npz file; an unreadable
+in the returned report and in `prepare_report_<name>.csv` next to the npz file; an unreadable
 file, a wrong joint count or a NaN raises `DatasetError` naming the file.
 
 The raw data lives outside the repository: `default_datasets_root()` is `$STARS_DATASETS` or
@@ -260,7 +260,7 @@ def _assemble(samples: list[_Sample], layout: SkeletonLayout, out_path: Path, cl
         out_path, x_train, y_train, x_test, y_test, num_classes=len(class_names), layout=layout.name,
         num_persons=1, one_hot=True, class_names=class_names, name=name, extra=extra,
     )
-    report_csv = out_path.with_name(out_path.stem + "_prepare_report.csv")
+    report_csv = out_path.with_name(f"prepare_report_{out_path.stem}.csv")
     _write_csv(report_csv, rows)
     return PrepareReport(out_path, report_csv, len(train), len(test), length, rows)
 

@@ -13,8 +13,10 @@ What varies, and why the task is not trivial:
   point share the extended arm, kick / step and squat / jump share the leg movements;
 * subjects differ in bone lengths (height and per-bone), tempo, amplitude, posture and handedness
   (left-handed subjects perform one-arm actions with the left arm and leg);
-* each performance has its own idle lead-in and trailing time, number of repetitions (waves,
-  claps, steps) and a monotone time warp;
+* each performance has its own idle lead-in and trailing time (0-70 frames each), number of
+  repetitions (waves, claps, steps), a monotone time warp, an idle arm stance (hanging, hands on
+  hips, arms crossed, hands behind the back or clasped) for the arms the action does not use,
+  balance sway and a slow wandering of the body on the floor (up to 0.15 m);
 * cameras (views) rotate the scene about the vertical axis (0, -45, +45 degrees by default, view 1
   frontal) and tilt slightly; sensor noise grows with the camera distance; occasional tracking
   glitches make one joint jump away or freeze for a few frames, and rarely all joints vanish for a
@@ -47,7 +49,6 @@ from stars.data.npz import SkeletonSplit, save_dataset
 PROTOCOLS = ("xsub", "xview")
 NUM_JOINTS = 25
 NUM_PERSONS = 2
-FPS = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ def make_config(seed: int = 0, **overrides) -> SyntheticConfig:
 
     Tuple fields (view_angles) also accept a comma-separated string ("0,-45,45").
     """
-    fields = {f.name: f for f in dataclasses.fields(SyntheticConfig)}
+    fields = {f.name: f for f in dataclasses.fields(SyntheticConfig) if f.name != "seed"}
     for key, value in overrides.items():
         if key not in fields:
-            raise ValueError(f"unknown synthetic option {key!r}; valid: {sorted(fields)}")
+            raise ValueError(f"unknown synthetic option {key!r}; valid: seed (the argument), {sorted(fields)}")
         default = getattr(SyntheticConfig, key)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else value
@@ -103,7 +104,7 @@ def make_config(seed: int = 0, **overrides) -> SyntheticConfig:
                 overrides[key] = tuple(float(v) for v in items)
             except (TypeError, ValueError):
                 raise ValueError(f"synthetic option {key!r} must be numbers (e.g. '0,-45,45'), got {value!r}") from None
-        elif isinstance(default, bool) or not isinstance(value, type(default)):
+        elif isinstance(value, bool) or not isinstance(value, type(default)):
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 overrides[key] = float(value)
             else:

@@ -34,15 +34,18 @@ from stars.data.npz import SkeletonSplit
 from stars.data.splits import validation_holdout
 from stars.io import write_json, write_run_info
 from stars.models.checkpoint import (
+    build_checkpoint,
     detect_format,
     encoder_config_from_checkpoint,
     load_checkpoint_file,
     load_encoder,
+    save_checkpoint,
 )
 from stars.models.encoder import SkeletonEncoder, encoder_preset
 from stars.train.engine import CHECKPOINT_NAME, OptimConfig, RunConfig, Trainer, unwrap
 
 ArrayLike = np.ndarray | torch.Tensor
+SELECTED_NAME = "selected.pt"  # select="val": the weights of the selected epoch
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -145,7 +148,8 @@ def extract_features(
     Eval mode, no gradients, bf16 autocast on CUDA, centre crop (`crop` ratio, resized to the encoder's
     frame count). feature_fn maps a batch x: (B, C, T, V, M) to (B, D) (default: `encoder(x)`, the mean
     over persons and tokens after the final norm). -> (features (N, D) float32, labels (N,) int64).
-    The encoder's train/eval mode is restored afterwards.
+    Only `encoder` is switched to eval mode (and restored afterwards); other modules that feature_fn
+    uses must already be in the wanted mode.
     """
     device = resolve_device(device)
     base = unwrap(encoder)
@@ -349,7 +353,8 @@ def fit_classifier(
     continues exactly. stop_after: stop after that epoch as an interruption would (tests); the
     return value is then {} and nothing is evaluated.
     -> metrics: test_top1 (selected model), selected_epoch, and val_top1 / test_max_over_epochs when
-    applicable; test predictions are written to `out/test_predictions.npy`.
+    applicable; test predictions are written to `out/test_predictions.npy`, and with select="val" the
+    selected weights to `out/selected.pt` (`final.pt` always holds the last epoch).
     """
     out = Path(out)
     if task.select not in ("last", "val"):
@@ -406,6 +411,9 @@ def fit_classifier(
             evaluated.load_state_dict(selection.best_state)
             selected_epoch = selection.best_val_epoch
             metrics["val_top1"] = selection.best_val
+            save_checkpoint(out / SELECTED_NAME, build_checkpoint(
+                "classifier", selection.best_state, dict(config), epoch=selected_epoch + 1
+            ))
         else:
             evaluated = final_model
         metrics["test_top1"], predictions = evaluate_classifier(evaluated, test_data, task.crop, task.eval_batch_size)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,11 +56,11 @@ class FewShotConfig:
     shots: tuple[int, ...] = (1, 2, 5)
     episodes: int = 20  # episodes per shot count (>= 10)
     ways: int = 0  # classes per episode; 0 = every class of the set
-    classes: str = "auto"  # auto | ntu120-unseen | heldout | all
+    classes: Literal["auto", "ntu120-unseen", "heldout", "all"] = "auto"
     heldout_classes: int = 0  # "heldout": how many classes of the file are evaluated
-    classifier: str = "nearest"  # nearest (1-NN to any support sample) | prototype (class mean)
-    split: str = "test"  # the split whose samples form the pool
-    seed: int = 0
+    classifier: Literal["nearest", "prototype"] = "nearest"  # 1-NN to any support sample | class mean
+    split: Literal["train", "test"] = "test"  # the split whose samples form the pool
+    seed: int = 0  # episodes, held-out classes, and the random initialisation when no --ckpt
     crop: float = 0.95
     batch_size: int = 256
 
@@ -196,7 +196,7 @@ def run_fewshot(
     device = resolve_device(device)
     split = load_split(data, cfg.split)
     pool, classes, info = fewshot_pool(split, cfg)
-    encoder, encoder_info = load_encoder_for_eval(ckpt, preset, device)
+    encoder, encoder_info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
     features, labels = extract_features(encoder, split.subset(pool), cfg.crop, cfg.batch_size, device)
     metrics: dict[str, Any] = {}
     rows = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -56,18 +56,20 @@ class FinetuneConfig:
     train_crop: tuple[float, ...] = (0.5, 1.0)
     test_crop: float = 0.95
     augment: AugmentConfig = field(default_factory=lambda: MAMP_AUGMENT)
-    select: str = "last"  # last | val (see stars.eval.common)
+    select: Literal["last", "val"] = "last"  # see stars.eval.common
     val_fraction: float = 0.1
     report_test_max: bool = False  # also evaluate the test split every epoch -> test_max_over_epochs
     eval_batch_size: int = 256
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16; the official runs are fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto (bf16 autocast on CUDA) | fp32 | bf16; the official runs are fp32
     checkpoint_every: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.select not in ("last", "val"):
             raise ValueError(f"FinetuneConfig.select must be 'last' or 'val', got {self.select!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"FinetuneConfig.precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"FinetuneConfig.val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not 0 < self.layer_decay <= 1:

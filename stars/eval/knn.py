@@ -49,7 +49,7 @@ class KNNConfig:
     batch_size: int = 256  # feature extraction batch
     crop: float = 0.95  # centre crop ratio of both splits
     query_chunk: int = 1024  # test samples per similarity matmul
-    seed: int = 0  # recorded; the protocol itself draws nothing at random
+    seed: int = 0  # random initialisation of the encoder when no --ckpt is given (kNN draws nothing)
 
     def __post_init__(self) -> None:
         for name in ("ks_majority", "ks_weighted"):
@@ -78,13 +78,17 @@ class KNNOutcome:
     predictions: dict[int, np.ndarray]
 
 
-def _to_tensor(values: ArrayLike, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(values)) if isinstance(values, np.ndarray) else torch.as_tensor(values)
-    return tensor.to(device=device, dtype=dtype) if dtype is not None else tensor.to(device)
+def _features(values: ArrayLike, device: torch.device) -> torch.Tensor:
+    """(N, D) features as an L2-normalised tensor on `device`; float64 stays float64, the rest is float32."""
+    tensor = torch.as_tensor(values).to(device)
+    if tensor.ndim != 2:
+        raise ValueError(f"kNN: features must be (N, D) and (Q, D), got shape {tuple(tensor.shape)}")
+    tensor = tensor.double() if tensor.dtype == torch.float64 else tensor.float()
+    return F.normalize(tensor, dim=1)
 
 
 def _check_inputs(train_f, train_y, test_f, test_y) -> None:
-    if train_f.ndim != 2 or test_f.ndim != 2 or train_f.shape[1] != test_f.shape[1]:
+    if train_f.shape[1] != test_f.shape[1]:
         raise ValueError(
             f"kNN: features must be (N, D) and (Q, D), got {tuple(train_f.shape)} and {tuple(test_f.shape)}"
         )
@@ -126,14 +130,16 @@ def nearest_neighbours(
 
 def _prepare(train_f, train_y, test_f, test_y, device, num_classes):
     device = resolve_device(device)
-    dtype = torch.float64 if np.asarray(train_f).dtype == np.float64 else torch.float32
-    bank = F.normalize(_to_tensor(train_f, device, dtype), dim=1)
-    queries = F.normalize(_to_tensor(test_f, device, dtype), dim=1)
-    bank_y = _to_tensor(train_y, device).long()
-    query_y = _to_tensor(test_y, device).long()
+    bank, queries = _features(train_f, device), _features(test_f, device)
+    if bank.dtype != queries.dtype:
+        bank, queries = bank.double(), queries.double()
+    bank_y = torch.as_tensor(train_y).to(device).long()
+    query_y = torch.as_tensor(test_y).to(device).long()
     _check_inputs(bank, bank_y, queries, query_y)
     if num_classes is None:
         num_classes = int(max(bank_y.max().item(), query_y.max().item() if len(query_y) else 0)) + 1
+    if bank_y.min().item() < 0 or bank_y.max().item() >= num_classes:
+        raise ValueError(f"kNN: training labels must lie in [0, {num_classes})")
     return bank, bank_y, queries, query_y, num_classes
 
 
@@ -238,7 +244,7 @@ def run_knn(
     """
     out = Path(out)
     device = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
     train, test = load_split(data, "train"), load_split(data, "test")
     train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device)
     test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device)
@@ -252,10 +258,10 @@ def run_knn(
         device=device, chunk=cfg.query_chunk,
     )
     metrics: dict[str, float] = {}
+    out.mkdir(parents=True, exist_ok=True)
     for name, outcome in (("majority", majority), ("weighted", weighted)):
         for k, acc in outcome.top1.items():
             metrics[f"{name}_k{k}"] = acc
-            out.mkdir(parents=True, exist_ok=True)
             np.save(out / f"predictions_{name}_k{k}.npy", outcome.predictions[k])
     np.save(out / "labels.npy", test_y)
     write_result(

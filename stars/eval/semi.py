@@ -43,7 +43,7 @@ class SemiConfig:
     fractions: tuple[float, ...] = (0.01, 0.1)  # labelled fraction of every class
     runs: int = 5
     seeds: tuple[int, ...] = ()  # one seed per run; () = 0 .. runs - 1
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # seed is replaced per run
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # its seed must stay 0: runs use `seeds`
 
     def __post_init__(self) -> None:
         if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
@@ -52,6 +52,8 @@ class SemiConfig:
             raise ValueError(f"SemiConfig.runs must be >= 1, got {self.runs}")
         if self.seeds and len(self.seeds) != self.runs:
             raise ValueError(f"SemiConfig.seeds lists {len(self.seeds)} seeds for runs = {self.runs}")
+        if self.finetune.seed != 0:
+            raise ValueError("SemiConfig: set the runs' seeds with `seeds`; finetune.seed is replaced per run")
         if len(set(self.run_seeds)) != len(self.run_seeds):
             raise ValueError(f"SemiConfig.seeds repeat: {self.seeds}")
 
@@ -62,7 +64,7 @@ class SemiConfig:
 
 SEMI_PRESETS = {
     "paper": SemiConfig(),
-    "small": SemiConfig(runs=3, finetune=FINETUNE_PRESETS["small"]),
+    "small": SemiConfig(runs=3, finetune=dataclasses.replace(FINETUNE_PRESETS["small"], batch_size=8)),
     "tiny": SemiConfig(fractions=(0.25, 0.5), runs=2, finetune=dataclasses.replace(FINETUNE_PRESETS["tiny"], batch_size=8)),
 }
 
@@ -103,6 +105,11 @@ def run_semi(
         for seed in cfg.run_seeds:
             folder = run_folder(out, fraction, seed)
             labelled = semi_supervised_subset(train.y, fraction, seed)
+            if len(labelled) < cfg.finetune.batch_size:
+                raise ValueError(
+                    f"{data}: fraction {fraction:g} keeps {len(labelled)} labelled samples, fewer than one batch "
+                    f"(finetune.batch_size = {cfg.finetune.batch_size}); lower it with --set finetune.batch_size=N"
+                )
             if (folder / "metrics.json").exists():
                 result = ProtocolResult.load(folder)
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -30,7 +30,7 @@ PREPARE_TARGETS = {"utd_mhad20": "utd-mhad", "kinect_v1_20": "nw-ucla", "ntu25":
 class TransferConfig:
     """Transfer protocol: which supervised protocol runs on the target, with its settings."""
 
-    protocol: str = "finetune"  # finetune (the official transfer) | linear
+    protocol: Literal["finetune", "linear"] = "finetune"  # finetune is the official transfer
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
 

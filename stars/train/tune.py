@@ -222,13 +222,14 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
     groups = partial_tuning_groups(encoder, heads, cfg.optim.lr, alpha=cfg.alpha, tuned_blocks=blocks,
                                    weight_decay=cfg.optim.weight_decay, also_tune=also)
     if cfg.method == "mamp-nnclr" and not head_only:
-        decoder = encoder.decoder_parameters()
-        for p in decoder:
+        decoder = [(n, p) for n, p in encoder.named_parameters() if n.startswith(("decoder_", "mask_token"))]
+        for _, p in decoder:
             p.requires_grad_(True)
-        groups.append({"params": [p for p in decoder if p.ndim >= 2], "lr_scale": 1.0,
-                       "weight_decay": cfg.optim.weight_decay, "name": "decoder"})
-        groups.append({"params": [p for p in decoder if p.ndim < 2], "lr_scale": 1.0,
-                       "weight_decay": 0.0, "name": "decoder_no_decay"})
+        for name, decays in (("decoder", True), ("decoder_no_decay", False)):
+            chosen = [(n, p) for n, p in decoder if (p.ndim >= 2 and not n.endswith(".bias")) == decays]
+            groups.append({"params": [p for _, p in chosen], "param_names": [n for n, _ in chosen],
+                           "lr_scale": 1.0, "lr": cfg.optim.lr, "name": name,
+                           "weight_decay": cfg.optim.weight_decay if decays else 0.0})
     return groups
 
 
@@ -268,6 +269,7 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         train_split = split.subset(keep)
     else:
         train_split = split
+    torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
     model, heads, encoder = build_model(cfg, init, len(train_split), world)
     enc_cfg = encoder.cfg
     if enc_cfg.num_joints != split.layout.num_joints:

@@ -1,0 +1,174 @@
+"""The table and figure notebooks: every one runs in the smoke profile through papermill and writes its
+table (and figure); shared runs are trained once; bad parameters fail with their name; a failing
+notebook is reported by name while the others still run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+
+import pandas as pd
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from stars.notebooks import NOTEBOOK_DIR, list_notebooks, run_all, run_notebook
+
+FIGURES = {"figure2_tsne", "figure3_confusion"}
+EXPECTED = {
+    "headline", "table01_semi_supervised", "table03_dino_local_views", "table04_mamp_plus_nnclr",
+    "table05_nnclr_from_scratch", "table07_mae_vs_mamp_knn", "table08_mae_vs_mamp_fewshot",
+    "table09_batch_size", "table10_layer_decay", "table11_params_macs", "appendix_a_three_stage",
+    "tuning_strategies", "figure2_tsne", "figure3_confusion",
+}
+
+
+@pytest.fixture(scope="session")
+def stars_cache(tmp_path_factory):
+    """STARS_CACHE (shared by every notebook of the session) and JUPYTER_PLATFORM_DIRS for the kernels."""
+    cache = tmp_path_factory.mktemp("stars-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STARS_CACHE", str(cache))
+        patch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+        patch.setenv("MPLBACKEND", "Agg")
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def smoke_run(stars_cache, tmp_path_factory):
+    """Every notebook in the smoke profile, once: (exit status, log, results folder, cache)."""
+    out = tmp_path_factory.mktemp("smoke-results")
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        status = run_all(profile="smoke", data=None, out_dir=str(out))
+    (out / "run_all.log").write_text(buffer.getvalue())
+    return status, buffer.getvalue(), out, stars_cache
+
+
+def test_notebook_set_is_complete():
+    assert {p.stem for p in list_notebooks()} == EXPECTED
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_in_smoke(smoke_run):
+    status, log, _, _ = smoke_run
+    assert status == 0, log
+    assert f"{len(EXPECTED)}/{len(EXPECTED)} notebooks ran" in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_notebook_writes_its_results(smoke_run, name):
+    _, log, out, _ = smoke_run
+    assert (out / "notebooks" / f"{name}.ipynb").exists(), log
+    table = pd.read_csv(out / f"{name}.csv")
+    assert len(table) >= 1
+    markdown = (out / f"{name}.md").read_text()
+    assert markdown.startswith("# ") and "|---|" in markdown
+    assert (out / f"{name}.config.yaml").exists()
+    if name != "table11_params_macs":  # data-dependent results carry the demonstration label
+        assert "Profile `smoke`: demonstration numbers" in markdown
+    for column in table.columns:  # every accuracy of ours and of the paper is a percentage
+        if ("KNN" in column or "paper" in column or "shot" in column or column in ("linear", "finetune")) \
+                and table[column].dtype.kind == "f":
+            values = table[column].dropna()
+            assert ((values >= 0) & (values <= 100)).all(), (name, column, values.tolist())
+    if name in FIGURES:
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_paper_numbers_stand_next_to_ours(smoke_run):
+    _, _, out, _ = smoke_run
+    batch = pd.read_csv(out / "table09_batch_size.csv")
+    assert batch["batch size"].tolist() == [16, 32, 64, 128]
+    assert batch["paper"].tolist() == [76.7, 78.9, 78.3, 79.9]
+    knn = pd.read_csv(out / "table07_mae_vs_mamp_knn.csv").set_index("method")
+    assert knn.loc[["MAMP", "STARS", "MAE", "STARS-MAE"], "XSub paper"].tolist() == [63.1, 79.9, 44.1, 53.5]
+    assert knn.loc[["MAMP", "STARS", "MAE", "STARS-MAE"], "XView paper"].tolist() == [80.3, 88.6, 43.7, 55.2]
+    semi = pd.read_csv(out / "table01_semi_supervised.csv")
+    stars_xsub = semi[(semi["method"] == "STARS") & (semi["dataset"] == "XSub")].iloc[0]
+    assert (stars_xsub["1% paper"], stars_xsub["10% paper"]) == (69.1, 88.0)
+    alpha = pd.read_csv(out / "table10_layer_decay.csv")
+    assert alpha["paper"].tolist()[:2] == [74.3, 83.7] and math.isnan(alpha["paper"].tolist()[2])
+
+
+@pytest.mark.slow
+def test_shared_runs_are_trained_once_and_agree_across_notebooks(smoke_run):
+    _, _, out, cache = smoke_run
+    runs = sorted(p.name.rsplit("-", 1)[0] for p in (cache / "smoke").iterdir())
+    # stage 1: MAMP and MAE on xsub and xview, each trained once for all notebooks
+    assert runs.count("pretrain-mamp") == 2
+    assert runs.count("pretrain-mae") == 2
+    # STARS: default on xsub + xview, batch 16 / 64 / 128 (32 is the smoke default), alpha 1.0 / 0.2
+    # (0.45 is the default), STARS-MAE on xsub + xview
+    assert runs.count("tune-stars") == 2 + 3 + 2 + 2
+    assert runs.count("tune-stars-3stage") == 2
+    assert runs.count("tune-dino") == 2  # without / with local views
+    assert runs.count("tune-nnclr") == 4  # with / without augmentation, xsub / xview
+    # the STARS XSub KNN number is the same cached evaluation wherever it appears
+    headline = pd.read_csv(out / "headline.csv").set_index(["method", "dataset"])
+    value = headline.loc[("STARS", "XSub"), "KNN k=1"]
+    table04 = pd.read_csv(out / "table04_mamp_plus_nnclr.csv").set_index("method")
+    table07 = pd.read_csv(out / "table07_mae_vs_mamp_knn.csv").set_index("method")
+    batch = pd.read_csv(out / "table09_batch_size.csv").set_index("batch size")
+    strategies = pd.read_csv(out / "tuning_strategies.csv").set_index("tuning")
+    assert table04.loc["STARS", "XSub"] == value
+    assert table07.loc["STARS", "XSub"] == value
+    assert batch.loc[32, "KNN k=1"] == value
+    assert strategies.loc["NNCLR (STARS)", "KNN k=1"] == value
+
+
+@pytest.mark.slow
+def test_unknown_parameter_fails_naming_it(stars_cache, tmp_path):
+    with pytest.raises(PapermillExecutionError) as err:
+        run_notebook(NOTEBOOK_DIR / "table09_batch_size.py", tmp_path / "out.ipynb",
+                     {"profile": "smoke", "bogus": 1})
+    assert "unknown notebook parameter" in str(err.value) and "bogus" in str(err.value)
+
+
+@pytest.mark.slow
+def test_mistyped_list_parameter_fails_naming_it(stars_cache, tmp_path):
+    with pytest.raises(PapermillExecutionError) as err:
+        run_notebook(NOTEBOOK_DIR / "table09_batch_size.py", tmp_path / "out.ipynb",
+                     {"profile": "smoke", "batch_sizes": "abc"})
+    assert "batch_sizes" in str(err.value) and "not an integer" in str(err.value)
+
+
+NOTEBOOK_HEADER = """# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+# ---
+
+# %% tags=["parameters"]
+profile = "demo"
+data = ""
+device = ""
+results_dir = ""
+
+"""
+
+
+@pytest.mark.slow
+def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "a_fails.py").write_text(NOTEBOOK_HEADER + '# %%\nraise RuntimeError("deliberate failure")\n')
+    (folder / "b_runs.py").write_text(
+        NOTEBOOK_HEADER + "# %%\nfrom pathlib import Path\n\nPath(results_dir, 'b_runs.txt').write_text(profile)\n"
+    )
+    out = tmp_path / "out"
+    status = run_all(profile="smoke", data=None, out_dir=str(out), folder=folder)
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "a_fails: FAILED: PapermillExecutionError" in captured.out
+    assert "failed: a_fails" in captured.err and "b_runs" not in captured.err
+    assert (out / "b_runs.txt").read_text() == "smoke"
+    assert os.environ["STARS_CACHE"] == str(stars_cache)

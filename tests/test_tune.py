@@ -1,0 +1,102 @@
+"""Stage-2 tuning end to end: every method runs from a stage-1 checkpoint, STARS improves KNN, resume is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stars.config import apply_overrides
+from stars.data.synthetic import prepare_synthetic
+from stars.eval.knn import KNNConfig, run_knn
+from stars.train.pretrain import pretrain_preset, run_pretraining
+from stars.train.tune import METHODS, build_model, param_groups, run_tuning, tune_preset
+
+SMALL_DATA = {"num_subjects": 10, "num_classes": 10, "max_frames": 120}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("syn")
+    return str(prepare_synthetic(folder, seed=2, **SMALL_DATA)["xsub"])
+
+
+@pytest.fixture(scope="module")
+def stage1(data, tmp_path_factory):
+    cfg = apply_overrides(pretrain_preset("mamp", "tiny"),
+                          ["run.epochs=6", "run.batch_size=32", "run.device=cpu"])
+    return str(run_pretraining(cfg, data, tmp_path_factory.mktemp("mamp")))
+
+
+def tiny(method: str, **extra):
+    items = ["run.epochs=1", "run.batch_size=32", "run.device=cpu", "queue_size=128"]
+    items += [f"{k}={v}" for k, v in extra.items()]
+    return apply_overrides(tune_preset(method, "tiny"), items)
+
+
+def test_paper_defaults():
+    cfg = tune_preset("stars", "paper")
+    assert cfg.queue_size == 32768 and cfg.temperature == 0.07 and cfg.alpha == 0.45
+    assert cfg.run.epochs == 10 and cfg.run.batch_size == 128 and cfg.optim.clip_grad == 3.0
+    assert cfg.optim.weight_decay == 0.05 and cfg.optim.schedule == "constant" and cfg.optim.lr == 1e-3
+    assert not cfg.augment.mirror and cfg.crop_interval == (1.0, 1.0)
+    assert tune_preset("moco", "paper").run.batch_size == 32 and tune_preset("dino", "paper").augment.mirror
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "stars"])
+def test_every_method_runs_one_epoch(method, data, stage1, tmp_path):
+    init = None if method == "nnclr" else stage1
+    final = run_tuning(tiny(method), init, data, tmp_path / method)
+    state = torch.load(final, weights_only=True)
+    assert state["epoch"] == 1
+    rows = (tmp_path / method / "metrics.csv").read_text().splitlines()
+    assert "monitor_knn_best" in rows[0]  # KNN monitor on the held-out training part
+
+
+def test_frozen_half_gets_no_gradient(data, stage1):
+    cfg = tiny("stars")
+    model, heads, encoder = build_model(cfg, stage1, 100, 1)
+    groups = param_groups(cfg, model, heads, encoder)
+    x = torch.randn(4, 3, encoder.cfg.num_frames, 25, 2)
+    loss, _ = model(x, x, torch.arange(4))
+    loss.backward()
+    depth = encoder.depth
+    for index, block in enumerate(encoder.blocks):
+        for p in block.parameters():
+            assert (p.grad is None) == (index < depth // 2)
+    assert encoder.joints_embed.proj.weight.grad is None and encoder.pos_embed.grad is None
+    lrs = {g["name"]: g["lr"] for g in groups}
+    assert any(abs(v - 1e-3 * 0.45) < 1e-12 for v in lrs.values())
+
+
+@pytest.mark.slow
+def test_stars_tuning_raises_knn_of_its_stage1_start(data, stage1, tmp_path):
+    cfg = tiny("stars", **{"run.epochs": 6, "queue_size": 256, "monitor_every": 0})
+    final = run_tuning(cfg, stage1, data, tmp_path / "stars")
+    knn = KNNConfig(ks_majority=(1,), ks_weighted=(10,))
+    before = run_knn(stage1, data, tmp_path / "k0", knn, "cpu")
+    after = run_knn(str(final), data, tmp_path / "k1", knn, "cpu")
+    assert after["weighted_k10"] > before["weighted_k10"], (before, after)
+
+
+def test_resumed_tuning_equals_uninterrupted_queue_included(data, stage1, tmp_path):
+    cfg = tiny("stars", **{"run.epochs": 2})
+    straight = run_tuning(cfg, stage1, data, tmp_path / "a")
+    from stars.train import tune as module
+
+    original = module.Trainer.fit
+    module.Trainer.fit = lambda self, stop_after=None: original(self, stop_after=1)
+    try:
+        run_tuning(cfg, stage1, data, tmp_path / "b")
+    finally:
+        module.Trainer.fit = original
+    resumed = run_tuning(cfg, stage1, data, tmp_path / "b", resume=True)
+    a = torch.load(straight, weights_only=True)["model"]
+    b = torch.load(resumed, weights_only=True)["model"]
+    assert any(k.startswith("queue.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_init_required_except_from_scratch(data, tmp_path):
+    with pytest.raises(ValueError, match="--init"):
+        run_tuning(tiny("stars"), None, data, tmp_path / "x")
