@@ -350,3 +350,27 @@ def test_every_protocol_has_paper_small_tiny_presets_and_strict_overrides():
     assert (paper.lr, paper.min_lr, paper.warmup_epochs, paper.batch_size, paper.label_smoothing) == (
         3e-4, 1e-5, 5.0, 48, 0.1
     )
+
+
+def test_command_line_knn_and_features_write_their_files(files, tmp_path, capsys):
+    from stars.cli import main
+
+    out = tmp_path / "knn"
+    argv = ["eval", "knn", "--ckpt", files["ckpt"], "--data", files["data"], "--out", str(out), "--device", "cpu",
+            "--set", "ks_majority=[1,3]", "--set", "ks_weighted=[5]"]
+    assert main(argv) == 0
+    metrics = ProtocolResult.load(out).metrics
+    assert set(metrics) == {"majority_k1", "majority_k3", "weighted_k5"}
+    predictions = np.load(out / "predictions_majority_k1.npy")
+    labels = np.load(out / "labels.npy")
+    assert metrics["majority_k1"] == pytest.approx(100 * np.mean(predictions == labels))
+    assert main(argv[:-4] + ["--set", "ks=[1]"]) == 2
+    assert "unknown config key 'ks'" in capsys.readouterr().err
+
+    target = tmp_path / "features" / "test.npy"
+    assert main(["features", "--ckpt", files["ckpt"], "--data", files["data"], "--out", str(target),
+                 "--device", "cpu"]) == 0
+    features, labels = np.load(target), np.load(tmp_path / "features" / "test_labels.npy")
+    assert features.shape == (24, MICRO.embed_dim) and features.dtype == np.float32
+    np.testing.assert_array_equal(labels, load_split(files["data"], "test").y)
+    assert json.loads((tmp_path / "features" / "test.json").read_text())["split"] == "test"

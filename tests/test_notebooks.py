@@ -70,7 +70,7 @@ def test_notebook_writes_its_results(smoke_run, name):
     if name != "table11_params_macs":  # data-dependent results carry the demonstration label
         assert "Profile `smoke`: demonstration numbers" in markdown
     for column in table.columns:  # every accuracy of ours and of the paper is a percentage
-        if ("KNN" in column or "paper" in column or "shot" in column or column in ("linear", "finetune")) \
+        if name != "table11_params_macs" and ("KNN" in column or "paper" in column or "shot" in column or column in ("linear", "finetune")) \
                 and table[column].dtype.kind == "f":
             values = table[column].dropna()
             assert ((values >= 0) & (values <= 100)).all(), (name, column, values.tolist())

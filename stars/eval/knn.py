@@ -218,8 +218,10 @@ def knn_monitor(
     (default: `encoder(x)`, the pooled representation; pass the projector output to mirror the official
     monitor). -> {"knn_k10": %, "knn_k20": %, ..., "knn_best": max over k}.
     """
-    bank_f, bank_y = extract_features(encoder, bank_split, crop, batch_size, device, feature_fn=feature_fn)
-    query_f, query_y = extract_features(encoder, query_split, crop, batch_size, device, feature_fn=feature_fn)
+    bank_f, bank_y = extract_features(encoder, bank_split, crop, batch_size, device, feature_fn=feature_fn,
+                                      progress=False)
+    query_f, query_y = extract_features(encoder, query_split, crop, batch_size, device, feature_fn=feature_fn,
+                                        progress=False)
     outcome = knn_weighted(
         bank_f, bank_y, query_f, query_y, ks, temperature,
         num_classes=max(bank_split.num_classes, query_split.num_classes), device=device,
