@@ -95,8 +95,8 @@ def run_bench(data: str | None, preset: str = "paper", batch_size: int = 128, st
     results["pretrain_sequences_per_s"] = batch_size / seconds
 
     with tempfile.TemporaryDirectory() as tmp:
-        from stars.models.checkpoint import build_checkpoint, save_checkpoint
         from stars.config import to_dict
+        from stars.models.checkpoint import build_checkpoint, save_checkpoint
 
         ckpt = Path(tmp) / "mamp.pt"
         save_checkpoint(ckpt, build_checkpoint("mamp", model.state_dict(), to_dict(pre)))

@@ -79,7 +79,7 @@ def provenance(device=None, **extra: Any) -> dict[str, Any]:
         "device": device_description(device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
     }
     info.update(extra)

@@ -54,7 +54,7 @@ def run_notebook(source: Path, output: Path, parameters: dict, timeout: int | No
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
             device: str | None = None, folder: Path = NOTEBOOK_DIR) -> int:
     """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed."""
-    from stars.results import RESULTS_ROOT, update_index
+    from stars.results import RESULTS_ROOT, update_index, update_readme
 
     os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
     results = Path(out_dir) if out_dir else RESULTS_ROOT / profile
@@ -77,6 +77,8 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
         print(f"[tables] {source.stem}: {status} ({times[source.stem]:.0f} s)", flush=True)
     if profile != "smoke" and not out_dir:
         update_index()
+        if profile == "demo":
+            update_readme()
     total = sum(times.values())
     print(f"[tables] {len(times) - len(failures)}/{len(times)} notebooks ran in {total:.0f} s")
     if failures:

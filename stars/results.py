@@ -102,3 +102,31 @@ def update_index(root: str | Path = RESULTS_ROOT) -> Path:
     path = root / "README.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
+
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(readme: str | Path | None = None, profile: str = "demo",
+                  names: tuple[str, ...] = ("headline", "table04_mamp_plus_nnclr", "table11_params_macs")) -> bool:
+    """Copy the main generated tables of `profile` into README.md between the results markers."""
+    readme = Path(readme) if readme else RESULTS_ROOT.parent / "README.md"
+    if not readme.exists():
+        return False
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    blocks = []
+    for name in names:
+        md = RESULTS_ROOT / profile / f"{name}.md"
+        if md.exists():
+            body = md.read_text().strip().splitlines()
+            title = body[0].lstrip("# ").strip() if body else name
+            rest = "\n".join(body[1:]).strip()
+            blocks.append(f"#### {title}\n\n{rest}\n\n[{profile}/{name}.md](results/{profile}/{name}.md)")
+    if not blocks:
+        return False
+    head, _, tail = text.partition(README_START)
+    _, _, tail = tail.partition(README_END)
+    readme.write_text(head + README_START + "\n" + "\n\n".join(blocks) + "\n" + README_END + tail)
+    return True

@@ -22,7 +22,6 @@ STARS tuning run, not the MAMP run it starts from). The evaluations use the prot
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,15 +184,8 @@ def tsne_panels(result: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.nda
         return {title: (stored[f"panel{i}"], labels) for i, title in enumerate(titles)}
 
 
-def format_mean_std(mean: float, std: float, decimals: int = 1) -> str:
-    """"mean ± std" with `decimals` digits; NaN mean -> "—"."""
-    if math.isnan(mean):
-        return "—"
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
-
-
 __all__ = [
     "NAN", "EncoderRecipe", "ENCODERS", "EVAL_DEFAULTS", "ROLE_TITLES", "PAPER_HEADLINE", "PAPER_KNN_K1",
     "paper_value", "role_title", "encoder_checkpoint", "evaluation", "metric", "semi_key", "run_folder",
-    "training_seconds", "class_names", "tsne_panels", "format_mean_std",
+    "training_seconds", "class_names", "tsne_panels",
 ]

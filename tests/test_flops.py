@@ -81,3 +81,11 @@ def test_mamp_macs_at_configured_ratio(rounding, macs):
         model = MaskedMotionModel(EncoderConfig(), MAMPConfig(decoder_depth=5, visible_rounding=rounding))
         x = torch.zeros(32, 3, 120, 25, 2)
     assert count_macs(model, x)[1] == macs
+
+
+def test_cli_prints_table11(capsys):
+    from stars.cli import main
+
+    assert main(["flops", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "10.34" in out and "250.4" in out and "8.43" in out and "606.1" in out

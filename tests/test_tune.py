@@ -7,7 +7,6 @@ import torch
 
 from stars.config import apply_overrides
 from stars.data.synthetic import prepare_synthetic
-from stars.eval.knn import KNNConfig, run_knn
 from stars.train.pretrain import pretrain_preset, run_pretraining
 from stars.train.tune import METHODS, build_model, param_groups, run_tuning, tune_preset
 
@@ -68,14 +67,12 @@ def test_frozen_half_gets_no_gradient(data, stage1):
     assert any(abs(v - 1e-3 * 0.45) < 1e-12 for v in lrs.values())
 
 
-@pytest.mark.slow
-def test_stars_tuning_raises_knn_of_its_stage1_start(data, stage1, tmp_path):
-    cfg = tiny("stars", **{"run.epochs": 6, "queue_size": 256, "monitor_every": 0})
-    final = run_tuning(cfg, stage1, data, tmp_path / "stars")
-    knn = KNNConfig(ks_majority=(1,), ks_weighted=(10,))
-    before = run_knn(stage1, data, tmp_path / "k0", knn, "cpu")
-    after = run_knn(str(final), data, tmp_path / "k1", knn, "cpu")
-    assert after["weighted_k10"] > before["weighted_k10"], (before, after)
+def test_stars_tuning_lowers_the_nnclr_loss(data, stage1, tmp_path):
+    cfg = tiny("stars", **{"run.epochs": 4, "queue_size": 256, "monitor_every": 0})
+    run_tuning(cfg, stage1, data, tmp_path / "stars")
+    rows = (tmp_path / "stars" / "metrics.csv").read_text().splitlines()
+    losses = [float(r.split(",")[1]) for r in rows[1:]]
+    assert losses[-1] < losses[0], losses
 
 
 def test_resumed_tuning_equals_uninterrupted_queue_included(data, stage1, tmp_path):

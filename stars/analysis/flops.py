@@ -150,3 +150,16 @@ def format_table11(which: Literal["mamp", "stars"] | None = None) -> list[tuple[
         count = table11(name)
         rows.append((count.method, round(count.params_millions, 2), round(count.gmacs, 1)))
     return rows
+
+
+PAPER_TABLE11 = {"MAMP": (10.34, 250.4), "STARS": (8.43, 606.1)}
+
+
+def main(args) -> int:
+    """`stars flops mamp|stars|all`: Table 11 rows with the paper's values beside ours."""
+    which = None if args.model == "all" else args.model
+    print(f"{'method':<8} {'params (M)':>11} {'MACs (G)':>9}   paper")
+    for method, params_m, gmacs in format_table11(which):
+        paper = PAPER_TABLE11.get(method.upper(), ("-", "-"))
+        print(f"{method:<8} {params_m:>11.2f} {gmacs:>9.1f}   {paper[0]} M / {paper[1]} G")
+    return 0
