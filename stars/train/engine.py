@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,8 +166,13 @@ class Trainer:
         self.optimizer = build_optimizer(groups, optim)
         self.module = self.model
         if self.info.world_size > 1:
-            if sync_batchnorm:
+            if sync_batchnorm and self.device.type == "cuda":
                 self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+            elif sync_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+                warnings.warn(
+                    "SyncBatchNorm needs CUDA: BatchNorm statistics are per process in this CPU run",
+                    stacklevel=2,
+                )
             self.module = nn.parallel.DistributedDataParallel(
                 self.module,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
