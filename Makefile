@@ -40,7 +40,7 @@ lint:  ## ruff over the package, notebooks and tests
 	$(BIN)/python -m ruff check stars tests notebooks
 
 lab:  ## open JupyterLab on notebooks/
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-results:  ## remove results/ of PROFILE
 	rm -rf results/$(PROFILE)

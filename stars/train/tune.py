@@ -34,6 +34,8 @@ from stars.methods.nnclr import NNCLR
 from stars.methods.param_groups import partial_tuning_groups
 from stars.models.checkpoint import (
     detect_format,
+    encoder_config_from_state,
+    extract_encoder_state,
     extract_stars_head_and_queue,
     load_checkpoint_file,
     load_encoder,
@@ -150,8 +152,6 @@ def _load_init(init: str | None, cfg: TuneConfig):
     if init is None:
         return None, cfg.encoder
     obj = load_checkpoint_file(init)
-    from stars.models.checkpoint import encoder_config_from_state, extract_encoder_state
-
     if detect_format(obj, init) == "stars" and isinstance(obj.get("config"), dict) and "encoder" in obj["config"]:
         enc = EncoderConfig.from_dict(obj["config"]["encoder"])
     else:
@@ -166,8 +166,6 @@ def build_model(cfg: TuneConfig, init: str | None, num_train: int, world: int):
     if cfg.method == "mamp-nnclr":
         encoder = MaskedMotionEncoder(enc_cfg, cfg.mamp)
         if obj is not None:
-            from stars.models.checkpoint import extract_encoder_state
-
             state = obj["model"] if "model" in obj else obj
             decoder = {k: v for k, v in state.items() if k.startswith(("decoder_", "mask_token"))}
             load_encoder(obj, encoder, strict=False)  # encoder part, strictly checked below
