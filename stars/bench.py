@@ -100,7 +100,7 @@ def run_bench(data: str | None, preset: str = "paper", batch_size: int = 128, st
 
         ckpt = Path(tmp) / "mamp.pt"
         save_checkpoint(ckpt, build_checkpoint("mamp", model.state_dict(), to_dict(pre)))
-        nnclr, heads, encoder = build_model(tune, str(ckpt), len(split), 1)
+        nnclr, heads, encoder = build_model(tune, str(ckpt))
     nnclr = nnclr.to(dev)
     optimizer = build_optimizer(param_groups(tune, nnclr, heads, encoder), tune.optim)
     ids = torch.arange(batch_size, device=dev)

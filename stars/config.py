@@ -238,12 +238,3 @@ def load_config(cls: type[T], path: str | Path) -> T:
         raise ConfigError(f"{path}: cannot read config ({err})") from err
     return from_dict(cls, data)
 
-
-def config_hash(*parts: Any) -> str:
-    """Short stable hash of configs / values (dataclasses converted to dicts)."""
-    import hashlib
-
-    payload = json.dumps(
-        [to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -105,14 +105,6 @@ def all_gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    if not is_distributed():
-        return value
-    value = value.clone()
-    torch_dist.all_reduce(value)
-    return value / get_world_size()
-
-
 def broadcast_object(obj):
     """Rank 0's python object on every rank."""
     if not is_distributed():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -135,9 +136,14 @@ def default_cache_root() -> Path:
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated."""
-    path = Path(path)
-    size = path.stat().st_size
+    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated.
+    Memoised per (path, size, mtime), since every cached-run lookup asks for it."""
+    stat = Path(path).stat()
+    return _fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256(str(size).encode())
     with open(path, "rb") as handle:
         digest.update(handle.read(4 << 20))

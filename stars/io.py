@@ -9,13 +9,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from stars.config import save_config, to_dict
+from stars.config import save_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,15 +34,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save through a temporary file in the same folder + rename: never half a checkpoint."""
+    """torch.save through a temporary file in the same folder + fsync + rename: never half a
+    checkpoint, and the previous file survives a failed save."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -140,5 +146,5 @@ def _fmt(value: Any) -> Any:
 
 __all__ = [
     "atomic_torch_save", "atomic_write_bytes", "write_json", "git_commit", "provenance", "write_run_info",
-    "MetricsCSV", "to_dict",
+    "MetricsCSV",
 ]

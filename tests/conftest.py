@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
+from stars.data.real import default_datasets_root
+
 os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def datasets_root() -> Path:
-    """STARS_DATASETS, or ../shared/datasets beside the repository."""
-    return Path(os.environ.get("STARS_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 
 
 def pytest_collection_modifyitems(config, items):
     no_cuda = pytest.mark.skip(reason="needs a CUDA device; none is available")
-    root = datasets_root()
+    root = default_datasets_root()
     no_data = pytest.mark.skip(
         reason=f"real datasets folder {root} is absent (set STARS_DATASETS to a folder with utd_mhad/ and nw_ucla/)"
     )

@@ -1,7 +1,10 @@
 """Parameter groups: partial-tuning lrs, real freezing, weight decay where it belongs, layer-decay finetuning."""
 
+import functools
+
 import pytest
 import torch
+from stand_ins import TinyEncoder as _TinyEncoder
 from torch import nn
 
 from stars.methods.param_groups import (
@@ -11,37 +14,8 @@ from stars.methods.param_groups import (
     pretrain_param_groups,
 )
 
-
-class TinyBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.fc = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        return x + self.fc(self.norm1(x))
-
-
-class TinyEncoder(nn.Module):
-    """Stand-in for SkeletonEncoder: (N, C, T, V, M) -> pooled (N, D), same attribute names."""
-
-    def __init__(self, dim: int = 8, depth: int = 8, frames: int = 4, joints: int = 3):
-        super().__init__()
-        self.embed_dim, self.depth = dim, depth
-        self.joints_embed = nn.Linear(3, dim)
-        self.temp_embed = nn.Parameter(0.02 * torch.randn(1, frames, 1, dim))
-        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, 1, joints, dim))
-        self.blocks = nn.ModuleList(TinyBlock(dim) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x):
-        n, c, t, v, m = x.shape
-        tokens = x.permute(0, 4, 2, 3, 1).reshape(n * m, t, v, c)
-        tokens = self.joints_embed(tokens) + self.temp_embed[:, :t] + self.pos_embed
-        tokens = tokens.reshape(n * m, t * v, -1)
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.norm(tokens).mean(dim=1).reshape(n, m, -1).mean(dim=1)
+# the stand-in with the paper's depth, so block lrs run alpha^1 .. alpha^8
+TinyEncoder = functools.partial(_TinyEncoder, depth=8)
 
 
 def _head() -> nn.Module:

@@ -53,7 +53,7 @@ def test_every_method_runs_one_epoch(method, data, stage1, tmp_path):
 
 def test_frozen_half_gets_no_gradient(data, stage1):
     cfg = tiny("stars")
-    model, heads, encoder = build_model(cfg, stage1, 100, 1)
+    model, heads, encoder = build_model(cfg, stage1)
     groups = param_groups(cfg, model, heads, encoder)
     x = torch.randn(4, 3, encoder.cfg.num_frames, 25, 2)
     loss, _ = model(x, x, torch.arange(4))
@@ -97,3 +97,24 @@ def test_resumed_tuning_equals_uninterrupted_queue_included(data, stage1, tmp_pa
 def test_init_required_except_from_scratch(data, tmp_path):
     with pytest.raises(ValueError, match="--init"):
         run_tuning(tiny("stars"), None, data, tmp_path / "x")
+
+
+def test_select_monitor_returns_the_best_held_out_epoch(data, stage1, tmp_path):
+    out = tmp_path / "sel"
+    chosen = run_tuning(tiny("stars", **{"run.epochs": 3, "select": "monitor"}), stage1, data, out)
+    assert chosen.name == "best.pt"
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    scores = [float(r.split(",")[header.index("monitor_knn_best")]) for r in rows[1:]]
+    best_epoch = 1 + max(range(len(scores)), key=lambda i: (scores[i], -i))  # first epoch reaching the max
+    assert torch.load(chosen, weights_only=True)["epoch"] == best_epoch
+
+
+def test_three_stage_head_phase_stops_on_convergence(data, stage1, tmp_path):
+    cfg = tiny("stars-3stage", **{"head_epochs": 5, "head_converge_tol": 1.0, "monitor_every": 0})
+    run_tuning(cfg, stage1, data, tmp_path / "three")
+    head_rows = (tmp_path / "three" / "head" / "metrics.csv").read_text().splitlines()
+    # tolerance 100 %: any epoch improving by less than the whole loss stops the phase after epoch 2
+    assert len(head_rows) - 1 == 2
+    head = torch.load(tmp_path / "three" / "head" / "final.pt", weights_only=True)
+    assert head["epoch"] == 2

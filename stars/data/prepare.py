@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stars.config import ConfigError, parse_assignments
+from stars.config import ConfigError, parse_assignments, parse_value
 
 
 def _options(overrides: list[str], allowed: dict[str, type]) -> dict:
@@ -13,16 +13,7 @@ def _options(overrides: list[str], allowed: dict[str, type]) -> dict:
     for key, value in parse_assignments(overrides).items():
         if key not in allowed:
             raise ConfigError(f"unknown prepare option {key!r}; known: {', '.join(sorted(allowed))}")
-        kind = allowed[key]
-        try:
-            if kind is bool:
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                out[key] = value.lower() in ("true", "1", "yes")
-            else:
-                out[key] = kind(value)
-        except ValueError:
-            raise ConfigError(f"prepare option {key}: {value!r} is not a {kind.__name__}") from None
+        out[key] = parse_value(allowed[key], value, f"prepare option {key}")
     return out
 
 
@@ -37,15 +28,17 @@ def main(args) -> int:
     if target == "synthetic":
         import dataclasses
 
-        from stars.data.synthetic import SyntheticConfig, prepare_synthetic, write_skeleton_files
+        from stars.data.synthetic import SyntheticConfig, make_config, prepare_synthetic, write_skeleton_files
 
         fields = {f.name: f.type for f in dataclasses.fields(SyntheticConfig) if f.name != "seed"}
         types = {name: {"int": int, "float": float, "bool": bool}.get(str(t), str) for name, t in fields.items()}
-        paths = prepare_synthetic(out, seed=args.seed, **_options(args.overrides, types))
+        options = _options(args.overrides, types)
+        paths = prepare_synthetic(out, seed=args.seed, **options)
         for path in paths.values():
             print(f"wrote {path}")
-        if args.skeleton_files:
-            files = write_skeleton_files(out / "skeletons", n=args.skeleton_files, seed=args.seed)
+        if args.skeleton_files:  # the same generator settings as the npz files
+            files = write_skeleton_files(out / "skeletons", n=args.skeleton_files, seed=args.seed,
+                                         cfg=make_config(args.seed, **options))
             print(f"wrote {len(files)} .skeleton files to {out / 'skeletons'}")
         return 0
     if not args.raw:

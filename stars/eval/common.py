@@ -251,11 +251,11 @@ def evaluate_classifier(
 def classification_step(label_smoothing: float = 0.0) -> Callable:
     """Trainer step: cross-entropy (with label smoothing) of model(x) against y; logs train top-1 (%)."""
 
-    def step(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def step(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = model(batch["x"])
         loss = F.cross_entropy(logits.float(), batch["y"], label_smoothing=label_smoothing)
         accuracy = (logits.argmax(dim=1) == batch["y"]).float().mean()
-        return loss, {"train_top1": 100.0 * accuracy.item()}
+        return loss, {"train_top1": 100.0 * accuracy}
 
     return step
 

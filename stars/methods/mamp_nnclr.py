@@ -33,9 +33,6 @@ class MaskedMotionEncoder(MaskedMotionModel):
     def masked_motion_loss(self, x: torch.Tensor):
         return MaskedMotionModel.forward(self, x)
 
-    def decoder_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name.startswith(DECODER_PREFIXES)]
-
 
 class MAMPNNCLR(NNCLR):
     """NNCLR over a `MaskedMotionEncoder`, adding `mamp_weight` x the masked-motion loss of view 1."""

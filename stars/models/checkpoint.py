@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stars.io import atomic_torch_save
 from stars.models.encoder import EncoderConfig
 
 CHECKPOINT_FORMAT = "stars"
@@ -252,22 +252,8 @@ def build_checkpoint(
 
 
 def save_checkpoint(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
-    """Write `obj` with torch.save atomically: temporary file in the same folder, fsync, os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            torch.save(dict(obj), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `obj` with torch.save atomically (see `stars.io.atomic_torch_save`)."""
+    return atomic_torch_save(dict(obj), path)
 
 
 def encoder_config_from_state(

@@ -121,7 +121,7 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-StepFn = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+StepFn = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, "torch.Tensor | float"]]]
 
 
 class Trainer:
@@ -185,6 +185,7 @@ class Trainer:
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
         self.start_epoch = 0
         self.should_stop = False  # set by end_of_epoch to end training early (e.g. on convergence)
+        self.epoch_row: dict[str, float] = {}
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, epoch: int) -> dict:
@@ -213,13 +214,10 @@ class Trainer:
 
     def resume(self, path: str | Path | None = None) -> int:
         """Load model, optimiser and epoch from `path` (default: the run's last checkpoint)."""
+        from stars.models.checkpoint import load_checkpoint_file
+
         path = Path(path) if path is not None else self.run_dir / CHECKPOINT_NAME
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise ValueError(f"{path}: cannot read checkpoint ({err})") from err
+        state = load_checkpoint_file(path)  # weights_only; clear errors naming the file
         if not isinstance(state, dict) or state.get("format") != "stars" or "optimizer" not in state:
             raise ValueError(f"{path}: not a resumable stars checkpoint")
         if state.get("kind") != self.kind:
@@ -263,11 +261,6 @@ class Trainer:
                     group["lr"] = lr * group["lr_scale"]
                 with self._autocast():
                     loss, metrics = self.step_fn(self.module, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{self.kind}: loss is {loss.item()} at epoch {epoch}, iteration {it}; "
-                        f"last good checkpoint: {self.run_dir / CHECKPOINT_NAME}"
-                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if optim.clip_grad > 0:
@@ -276,20 +269,26 @@ class Trainer:
                 self.optimizer.step()
                 if self.after_step is not None:
                     self.after_step(unwrap(self.module), epoch * steps_per_epoch + it)
-                batch_size = _batch_size(batch)
-                seen += batch_size
+                seen += _batch_size(batch)
                 count += 1
-                totals["loss"] = totals.get("loss", 0.0) + loss.detach().float().item()
-                for key, value in metrics.items():
-                    totals[key] = totals.get(key, 0.0) + float(value)
-                if it % 10 == 0:
+                # accumulated on the device: no host synchronisation per step
+                for key, value in {"loss": loss, **metrics}.items():
+                    value = value.detach().float() if torch.is_tensor(value) else float(value)
+                    totals[key] = totals[key] + value if key in totals else value
+                if bar.disable is False and it % 50 == 0:
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             elapsed = time.perf_counter() - start
-            row = {"epoch": epoch, **{k: v / max(count, 1) for k, v in totals.items()}}
+            if not math.isfinite(float(totals["loss"])):  # one check per epoch instead of a sync per step
+                raise FloatingPointError(
+                    f"{self.kind}: the loss became non-finite in epoch {epoch}; last good checkpoint: "
+                    f"{self.run_dir / CHECKPOINT_NAME}"
+                )
+            row = {"epoch": epoch, **{k: float(v) / max(count, 1) for k, v in totals.items()}}
             row["lr"] = lr
             row["seq_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)
             row["epoch_time_s"] = elapsed
             if self.end_of_epoch is not None:
+                self.epoch_row = row  # this epoch's training metrics, readable by the callback
                 self.module.eval()
                 row.update(self.end_of_epoch(unwrap(self.module), epoch))
             if dist.is_main_process():

@@ -80,7 +80,7 @@ def pretrain_preset(method: str = "mamp", preset: str = "paper") -> PretrainConf
 
 def _mamp_step(model, batch):
     loss, _, mask = model(batch["x"])
-    return loss, {"masked_fraction": mask.float().mean().item()}
+    return loss, {"masked_fraction": mask.float().mean()}
 
 
 def run_pretraining(

@@ -27,15 +27,14 @@ from stars.data.npz import load_split
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
 from stars.io import atomic_torch_save, write_run_info
-from stars.methods.dino import DINO, iterations_per_epoch, teacher_momentum_schedule
-from stars.methods.mamp_nnclr import MAMPNNCLR, MaskedMotionEncoder
+from stars.methods.dino import DINO, teacher_momentum_schedule
+from stars.methods.mamp_nnclr import DECODER_PREFIXES, MAMPNNCLR, MaskedMotionEncoder
 from stars.methods.moco import MoCo
 from stars.methods.nnclr import NNCLR
 from stars.methods.param_groups import partial_tuning_groups
 from stars.models.checkpoint import (
     detect_format,
-    encoder_config_from_state,
-    extract_encoder_state,
+    encoder_config_from_checkpoint,
     extract_stars_head_and_queue,
     load_checkpoint_file,
     load_encoder,
@@ -152,32 +151,24 @@ def _load_init(init: str | None, cfg: TuneConfig):
     if init is None:
         return None, cfg.encoder
     obj = load_checkpoint_file(init)
-    if detect_format(obj, init) == "stars" and isinstance(obj.get("config"), dict) and "encoder" in obj["config"]:
-        enc = EncoderConfig.from_dict(obj["config"]["encoder"])
-    else:
-        enc = encoder_config_from_state(extract_encoder_state(obj), num_heads=cfg.encoder.num_heads)
-    return obj, enc
+    return obj, encoder_config_from_checkpoint(obj, num_heads=cfg.encoder.num_heads)
 
 
-def build_model(cfg: TuneConfig, init: str | None, num_train: int, world: int):
+def build_model(cfg: TuneConfig, init: str | None):
     """The method's module with stage-1 weights loaded, and its optimiser groups."""
     obj, enc_cfg = _load_init(init, cfg)
     enc_cfg = dataclasses.replace(enc_cfg, drop_path_rate=0.0)
     if cfg.method == "mamp-nnclr":
         encoder = MaskedMotionEncoder(enc_cfg, cfg.mamp)
         if obj is not None:
-            state = obj["model"] if "model" in obj else obj
-            decoder = {k: v for k, v in state.items() if k.startswith(("decoder_", "mask_token"))}
-            load_encoder(obj, encoder, strict=False)  # encoder part, strictly checked below
-            missing = set(extract_encoder_state(obj)) ^ {
-                k for k in encoder.state_dict() if not k.startswith(("decoder_", "mask_token"))
-            }
-            if missing:
-                raise ValueError(f"{init}: encoder keys do not match: {sorted(missing)}")
-            if decoder:
-                result = encoder.load_state_dict(decoder, strict=False)
-                if result.unexpected_keys:
-                    raise ValueError(f"{init}: unexpected decoder keys {result.unexpected_keys}")
+            # encoder keys checked strictly by load_encoder; the stage-1 decoder (when the file has one) is kept
+            plain = SkeletonEncoder(enc_cfg)
+            load_encoder(obj, plain, strict=True)
+            state = obj.get("model", obj)
+            decoder = {k: v for k, v in state.items() if k.startswith(DECODER_PREFIXES)}
+            result = encoder.load_state_dict({**plain.state_dict(), **decoder}, strict=False)
+            if result.unexpected_keys:
+                raise ValueError(f"{init}: unexpected decoder keys {result.unexpected_keys}")
     else:
         encoder = SkeletonEncoder(enc_cfg)
         if obj is not None:
@@ -220,7 +211,7 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
     groups = partial_tuning_groups(encoder, heads, cfg.optim.lr, alpha=cfg.alpha, tuned_blocks=blocks,
                                    weight_decay=cfg.optim.weight_decay, also_tune=also)
     if cfg.method == "mamp-nnclr" and not head_only:
-        decoder = [(n, p) for n, p in encoder.named_parameters() if n.startswith(("decoder_", "mask_token"))]
+        decoder = [(n, p) for n, p in encoder.named_parameters() if n.startswith(DECODER_PREFIXES)]
         for _, p in decoder:
             p.requires_grad_(True)
         for name, decays in (("decoder", True), ("decoder_no_decay", False)):
@@ -239,12 +230,12 @@ def _step_fn(cfg: TuneConfig):
         else:  # identical views (no augmentation): one tensor, encoded once
             view1 = view2 = batch["x"]
         loss, metrics = model(view1, view2, batch["index"])
-        return loss, {k: float(v) for k, v in metrics.items() if k != "loss"}
+        return loss, {k: v for k, v in metrics.items() if k != "loss"}
 
     def dino(model, batch):
         views = batch["views"] if "views" in batch else [batch["x"], batch["x"]]
         loss, metrics = model(views, batch.get("local_views", []))
-        return loss, {k: float(v) for k, v in metrics.items() if k != "loss"}
+        return loss, {k: v for k, v in metrics.items() if k != "loss"}
 
     return dino if cfg.method == "dino" else contrastive
 
@@ -263,12 +254,12 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     monitor_parts = None
     if cfg.monitor_every > 0 and cfg.monitor_fraction > 0:
         keep, held = validation_holdout(split.y, cfg.monitor_fraction, seed=cfg.run.seed)
-        monitor_parts = (split.subset(keep), split.subset(held))
         train_split = split.subset(keep)
+        monitor_parts = (train_split, split.subset(held))
     else:
         train_split = split
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
-    model, heads, encoder = build_model(cfg, init, len(train_split), world)
+    model, heads, encoder = build_model(cfg, init)
     enc_cfg = encoder.cfg
     if enc_cfg.num_joints != split.layout.num_joints:
         raise ValueError(
@@ -300,9 +291,9 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
 
     after_step = None
     if cfg.method == "dino":
-        # from the real dataset size and world size (the official code hard-coded NTU-60 XSub, 1 GPU)
-        steps = iterations_per_epoch(len(train_split), cfg.run.batch_size, drop_last=True, world_size=world)
-        schedule = teacher_momentum_schedule(cfg.run.epochs, steps, base=cfg.teacher_momentum, final=1.0)
+        # the loader's real steps per epoch (data size, global batch, world size); the official code
+        # hard-coded NTU-60 XSub on one GPU
+        schedule = teacher_momentum_schedule(cfg.run.epochs, len(loader), base=cfg.teacher_momentum, final=1.0)
 
         def after_step(module, step):  # noqa: F811 - DINO teacher EMA after every optimiser step
             module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
@@ -341,14 +332,13 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
     """Appendix A, phase 2: train only the head (and fill the queue) on the frozen encoder."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
     run = dataclasses.replace(cfg.run, epochs=cfg.head_epochs)
-    history: list[float] = []
+    losses: list[float] = []
     trainer = None
 
     def converge(module, epoch):
-        rows = trainer.metrics.rows()
-        history[:] = [float(r["loss"]) for r in rows]
-        if cfg.head_converge_tol > 0 and len(history) >= 2:
-            previous, current = history[-2], history[-1]
+        losses.append(trainer.epoch_row["loss"])
+        if cfg.head_converge_tol > 0 and len(losses) >= 2:
+            previous, current = losses[-2], losses[-1]
             if (previous - current) / max(abs(previous), 1e-12) < cfg.head_converge_tol:
                 trainer.should_stop = True
         return {}
