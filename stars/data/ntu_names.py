@@ -3,13 +3,14 @@
 Class `i` (0-based label) is action `A{i+1:03d}` of the file names. NTU RGB+D 60 uses the first 60.
 
 The missing-skeleton list of NTU RGB+D 60 (302 sample names, published with the dataset as
-`NTU_RGBD_samples_with_missing_skeletons.txt`) is written out below. It was reproduced from memory and
-checked against three counts that follow from the official split sizes (spec section 1.4): 302 names;
-28 of them from camera 1 (every recording has all three cameras, 56,880 / 3 = 18,960 per camera, and the
-XView test split holds 18,932); 229 of them from the 20 XSub training subjects (40,320 raw training
-samples, 40,091 kept). A mismatch in a single action or replication digit would not change these
-counts; a full run of `prepare_ntu` compares its split sizes with the official ones and reports any
-difference.
+`NTU_RGBD_samples_with_missing_skeletons.txt`) is written out below. It was reproduced from memory,
+then compared name by name with an independently published copy of the official file (the one shipped in
+the `opendr-toolkit-skeleton-based-action-recognition` 3.0.0 source distribution on PyPI): the two sets
+are equal. It also agrees with three counts that follow from the official split sizes (spec section
+1.4): 302 names; 28 of them from camera 1 (every recording has all three cameras, 56,880 / 3 = 18,960
+per camera, and the XView test split holds 18,932); 229 of them from the 20 XSub training subjects
+(40,320 raw training samples, 40,091 kept). A full run of `prepare_ntu` also compares its split sizes
+with the official ones and reports any difference.
 
 The 233 further names of NTU RGB+D 120 (file `NTU_RGBD120_samples_with_missing_skeletons.txt`, 535 names
 in all, the NTU-60 ones included) are NOT built in: they could not be reproduced exactly, and invented
