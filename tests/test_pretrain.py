@@ -46,7 +46,7 @@ def test_mamp_pretraining_lowers_the_loss(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory):
-    """The demo profile's synthetic set: 20 subjects (600 training sequences in XSub)."""
+    """A 20-subject synthetic set (600 training sequences in XSub): half the demo profile's."""
     return str(prepare_synthetic(tmp_path_factory.mktemp("demo"), seed=0, num_subjects=20)["xsub"])
 
 
