@@ -56,15 +56,17 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
 
 
 def git_commit() -> str:
-    """The commit of the checkout the package runs from (+ '-dirty'), or 'unknown' outside git."""
+    """The commit of the checkout the package runs from (+ '-dirty'), or 'unknown' outside git.
+
+    Changes under `results/` do not count as dirty: `make tables` rewrites those files while it runs."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
             timeout=10, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True,
-            text=True, timeout=10,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
