@@ -73,3 +73,25 @@ def test_cli_rejects_mistyped_override(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "stars", "--help"], capture_output=True, text=True, check=True)
     assert "pretrain" in out.stdout
+
+
+def test_provenance_commit_ignores_rewritten_results_but_not_code(tmp_path, monkeypatch):
+    import stars.io
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    monkeypatch.setattr(stars.io, "REPO_ROOT", tmp_path)
+    clean = stars.io.git_commit()
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    (tmp_path / "results" / "table.md").write_text("b\n")  # what `make tables` does while it runs
+    assert stars.io.git_commit() == clean
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert stars.io.git_commit() == clean + "-dirty"
