@@ -46,3 +46,9 @@ class TinyHead(nn.Module):
         self.predictor = nn.Sequential(
             nn.Linear(dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out_dim or dim)
         )
+
+
+def random_batch(cfg, batch: int = 2, persons: int = 2, seed: int = 0) -> torch.Tensor:
+    """A seeded random (N, C, T, V, M) input for an encoder config."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, cfg.in_channels, cfg.num_frames, cfg.num_joints, persons, generator=generator)

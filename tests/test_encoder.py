@@ -7,24 +7,11 @@ import math
 
 import pytest
 import torch
+from stand_ins import random_batch
 
 from stars.models.blocks import DropPath
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder, encoder_preset
 from stars.models.heads import Classifier, FinetuneHead, LinearProbeHead, ProjectorPredictor
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy machine's thread contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def random_batch(cfg: EncoderConfig, batch: int = 2, persons: int = 2, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, cfg.in_channels, cfg.num_frames, cfg.num_joints, persons, generator=generator)
 
 
 def randomise_parameters(module: torch.nn.Module, seed: int = 0, std: float = 0.1) -> None:

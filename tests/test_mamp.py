@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from stand_ins import random_batch
 
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
 from stars.models.mamp import (
@@ -21,20 +22,6 @@ from stars.models.mamp import (
 
 TINY = ENCODER_PRESETS["tiny"]  # T=32, V=25 -> TP=8, L=200
 TINY_MAMP = MAMPConfig(decoder_depth=1, decoder_dim=32, decoder_heads=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy machine's thread contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def random_batch(cfg: EncoderConfig, batch: int = 2, persons: int = 2, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, cfg.in_channels, cfg.num_frames, cfg.num_joints, persons, generator=generator)
 
 
 def half_moving_sequence(cfg: EncoderConfig, seed: int = 0) -> torch.Tensor:
