@@ -9,9 +9,11 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= demo
 DATA ?=
 JOBS ?= 1
+NB ?=
+P ?=
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: help setup tables test test-fast lint lab clean-results
+.PHONY: help setup tables notebook test test-fast lint lab clean-results clean-cache
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,8 +29,12 @@ setup: $(BIN)/python  ## create .venv, install torch + the package (editable) + 
 	$(BIN)/python -m ipykernel install --user --name stars --display-name "Python (stars)"
 	@echo "set-up done: $(BIN)/stars --help"
 
-tables:  ## run every notebook with papermill (PROFILE=demo|real|paper, DATA=DIR) into results/
+tables:  ## run every notebook with papermill (PROFILE=smoke|demo|real|paper, DATA=DIR) into results/PROFILE/
 	$(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
+notebook:  ## run one notebook: make notebook NB=table09_batch_size P='batch_sizes=[8,48] seed=1' [PROFILE=...]
+	@test -n "$(NB)" || { echo "NB=<name> is required; the notebooks: $$($(BIN)/python -m stars.notebooks list | tr '\n' ' ')"; exit 2; }
+	$(BIN)/python -m stars.notebooks run $(NB) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(foreach p,$(P),--set '$(p)')
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q
@@ -44,3 +50,6 @@ lab:  ## open JupyterLab on notebooks/
 
 clean-results:  ## remove results/ of PROFILE
 	rm -rf results/$(PROFILE)
+
+clean-cache:  ## remove the trained runs and datasets cached for PROFILE (cache/PROFILE, cache/data/synthetic-PROFILE)
+	rm -rf $${STARS_CACHE:-cache}/$(PROFILE) $${STARS_CACHE:-cache}/data/synthetic-$(PROFILE)

@@ -60,12 +60,25 @@ def write_table(
     return out_dir / f"{name}.md"
 
 
-def write_figure(fig, out_dir: str | Path, name: str, dpi: int = 150) -> Path:
+def styled_table(df: pd.DataFrame, title: str, decimals: int = 2):
+    """The table as a notebook shows it: numbers rounded to `decimals`, "—" for what the paper does not
+    report, no index, the title as caption."""
+    return (df.style.format(precision=decimals, na_rep="—", thousands=None)
+            .hide(axis="index").set_caption(title))
+
+
+def write_figure(fig, out_dir: str | Path, name: str, dpi: int = 150, caption: str = ""):
+    """`name.png` in out_dir, with `caption` drawn under the figure and stored as the PNG's Description."""
+    import textwrap
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     tmp = out_dir / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    if caption:
+        width = max(40, int(fig.get_figwidth() * 14))
+        fig.text(0.0, 0.0, textwrap.fill(caption, width), ha="left", va="top", fontsize=8, wrap=False)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Description": caption} if caption else None)
     tmp.replace(path)
     return path
 
@@ -107,26 +120,74 @@ def update_index(root: str | Path = RESULTS_ROOT) -> Path:
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def update_readme(readme: str | Path | None = None, profile: str = "demo",
-                  names: tuple[str, ...] = ("headline", "table04_mamp_plus_nnclr", "table11_params_macs")) -> bool:
-    """Copy the main generated tables of `profile` into README.md between the results markers."""
-    readme = Path(readme) if readme else RESULTS_ROOT.parent / "README.md"
-    if not readme.exists():
-        return False
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        return False
+README_TABLES = ("headline", "table04_mamp_plus_nnclr", "table11_params_macs")
+
+
+def readme_block(profile: str = "demo", names: tuple[str, ...] = README_TABLES,
+                 root: str | Path = RESULTS_ROOT) -> str:
+    """The README's results block, rendered from the Markdown tables results/<profile>/<name>.md."""
     blocks = []
     for name in names:
-        md = RESULTS_ROOT / profile / f"{name}.md"
+        md = Path(root) / profile / f"{name}.md"
         if md.exists():
             body = md.read_text().strip().splitlines()
             title = body[0].lstrip("# ").strip() if body else name
             rest = "\n".join(body[1:]).strip()
             blocks.append(f"#### {title}\n\n{rest}\n\n[{profile}/{name}.md](results/{profile}/{name}.md)")
-    if not blocks:
+    return "\n\n".join(blocks)
+
+
+def readme_results(readme: str | Path) -> str | None:
+    """The text between the README's results markers, or None when it has none."""
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        return None
+    return text.partition(README_START)[2].partition(README_END)[0].strip("\n")
+
+
+def update_readme(readme: str | Path | None = None, profile: str = "demo",
+                  names: tuple[str, ...] = README_TABLES) -> bool:
+    """Copy the main generated tables of `profile` into README.md between the results markers."""
+    readme = Path(readme) if readme else RESULTS_ROOT.parent / "README.md"
+    if not readme.exists() or readme_results(readme) is None:
         return False
+    block = readme_block(profile, names)
+    if not block:
+        return False
+    text = readme.read_text()
     head, _, tail = text.partition(README_START)
     _, _, tail = tail.partition(README_END)
-    readme.write_text(head + README_START + "\n" + "\n\n".join(blocks) + "\n" + README_END + tail)
+    atomic_write_bytes(readme, (head + README_START + "\n" + block + "\n" + README_END + tail).encode())
     return True
+
+
+def consistency_problems(folder: str | Path) -> list[str]:
+    """Why the tables in one profile's results folder are not one consistent set (empty list: they are).
+
+    Every table must record dataset fingerprints (`datasets`: role -> {file, bytes, sha256}); one dataset
+    role must have the same content in every table, and every table must come from the same commit.
+    """
+    folder = Path(folder)
+    problems, hashes, commits = [], {}, {}
+    for meta_path in sorted(folder.glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            problems.append(f"{meta_path.name}: unreadable ({err})")
+            continue
+        if "title" not in meta:
+            continue
+        commits.setdefault(meta.get("commit", "unknown"), []).append(meta_path.stem)
+        if "datasets" not in meta:
+            problems.append(f"{meta_path.name}: no dataset fingerprints (written before they were recorded)")
+            continue
+        for role, info in meta["datasets"].items():
+            hashes.setdefault(role, {}).setdefault(info.get("sha256"), []).append(meta_path.stem)
+    for role, seen in sorted(hashes.items()):
+        if len(seen) > 1:
+            detail = "; ".join(f"{str(h)[:12]}: {', '.join(names)}" for h, names in seen.items())
+            problems.append(f"dataset role {role!r} comes from {len(seen)} different files ({detail})")
+    if len(commits) > 1:
+        detail = "; ".join(f"{c}: {', '.join(names)}" for c, names in commits.items())
+        problems.append(f"tables come from {len(commits)} commits ({detail})")
+    return problems
