@@ -45,8 +45,13 @@ test-fast:  ## run the tests that are not marked slow
 lint:  ## ruff over the package, notebooks and tests
 	$(BIN)/python -m ruff check stars tests notebooks
 
-lab:  ## open JupyterLab on notebooks/
-	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+# JupyterLab at the repository root (results/ and notebooks/ side by side); jupyter/lab/settings/overrides.json
+# makes the notebooks' paired .py files open as notebooks (jupytext) by default.
+LAB_ARGS = --ServerApp.root_dir=$(CURDIR) --LabApp.app_settings_dir=$(CURDIR)/jupyter/lab/settings \
+	$(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab:  ## open JupyterLab at the repository root; notebooks/*.py open as notebooks
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
 clean-results:  ## remove results/ of PROFILE
 	rm -rf results/$(PROFILE)

@@ -73,10 +73,18 @@ for (name, role), ckpt in checkpoints.items():
         row["finetune paper"] = paper_value("headline", name, "finetune", role)
     rows.append(row)
 table = pd.DataFrame(rows)
+# what the table says, computed from it (the README quotes these notes)
+summary = ""
+if "knn" in params.protocols:
+    knn = table.set_index(["method", "dataset"])["KNN k=1"]
+    summary = " ".join(
+        f"On {role_title(role)}, STARS tuning takes MAMP's KNN (k=1) from {knn['MAMP', role_title(role)]:.1f} % "
+        f"to {knn['STARS', role_title(role)]:.1f} %." for role in params.datasets)
+print(summary)
 
 # %%
 exp.table(
     table, "Headline — linear probe, KNN (k=1) and finetuning, MAMP vs STARS", roles=params.datasets,
-    notes=("Top-1 %. Ours: linear and finetune at the last epoch, with the maximum over epochs in its own "
-           f"column. {paper_source('headline')}"),
+    notes=(f"{summary} Top-1 %. Ours: linear and finetune at the last epoch, with the maximum over epochs in "
+           f"its own column. {paper_source('headline')}"),
 )

@@ -53,9 +53,10 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     from stars.data.synthetic import prepare_synthetic
 
     small = name == "smoke"
-    # smoke: a few hundred short sequences; demo: the generator's default, 40 subjects x 20 classes x 3 views
-    # (2400 sequences, 1200 per XSub side)
-    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120} if small else {}
+    # smoke: 600 sequences of at most 120 frames, stored at T = 120 (a 43 MB file instead of 108 MB at T = 300,
+    # read by every run); demo: the generator's default, 40 subjects x 20 classes x 3 views (2400 sequences,
+    # 1200 per XSub side)
+    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120, "max_length": 120} if small else {}
     folder = root / ("synthetic-smoke" if small else "synthetic-demo")
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
@@ -176,6 +177,13 @@ def _content_hash(path: str, size: int, mtime_ns: int) -> str:
         while chunk := handle.read(16 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def keep_eval_checkpoints() -> bool:
+    """Whether finished evaluations keep the checkpoints of the heads / finetuned encoders they trained
+    (STARS_KEEP_EVAL_CHECKPOINTS=1). By default they are deleted once metrics.json is written: the
+    evaluations of the smoke profile alone would otherwise keep about 0.7 GB of them."""
+    return os.environ.get("STARS_KEEP_EVAL_CHECKPOINTS", "0").lower() in ("1", "true", "yes")
 
 
 def check_device(device: str | None) -> str | None:
@@ -364,6 +372,9 @@ class Experiment:
                 main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
                                         out=str(run_dir), preset=self.profile.preset, resume=True,
                                         overrides=items, device=self.device))
+            if not keep_eval_checkpoints():
+                for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
+                    checkpoint.unlink()
         result = json.loads(metrics.read_text())
         result["_dir"] = str(run_dir)
         return result

@@ -87,6 +87,7 @@ def provenance(device=None, **extra: Any) -> dict[str, Any]:
         "device": device_description(device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
+        "threads": torch.get_num_threads(),
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     command = command_line()

@@ -153,6 +153,7 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     checked = {source: check_parameters(source, common) for source in sources}
     failures, times = [], {}
     with kernel_environment(profile):
+        threads = os.environ.get("OMP_NUM_THREADS", "")
         for source in sources:
             start = time.perf_counter()
             print(f"[tables] {source.stem} ...", flush=True)
@@ -164,6 +165,8 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
                 status = f"FAILED: {type(err).__name__}: {_last_line(err)}"
             times[source.stem] = time.perf_counter() - start
             print(f"[tables] {source.stem}: {status} ({times[source.stem]:.0f} s)", flush=True)
+    if not only or len(sources) > 1:
+        write_timings(results / "notebooks" / "timings.json", profile, times, failures, threads)
     if not out_dir and profile != "smoke":
         update_index()
         if update_readme if update_readme is not None else (profile == "demo" and not only):
@@ -174,6 +177,20 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
         print(f"[tables] failed: {', '.join(failures)}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_timings(path: Path, profile: str, times: Mapping[str, float], failures: list[str],
+                  threads: str = "") -> Path:
+    """How long each notebook of a run took, on which machine: the source of the times in the README."""
+    import platform
+
+    from stars.io import device_description, write_json
+
+    return write_json(path, {
+        "profile": profile, "machine": device_description(), "platform": platform.platform(terse=True),
+        "omp_num_threads": threads or "default", "total_s": round(sum(times.values()), 1),
+        "notebooks_s": {name: round(t, 1) for name, t in times.items()}, "failed": failures,
+    })
 
 
 def _last_line(err: BaseException) -> str:

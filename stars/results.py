@@ -52,12 +52,20 @@ def write_table(
     )
     text = (
         f"# {title}\n{label}\n{markdown_table(df)}\n{notes.strip()}\n\n"
-        f"<sub>profile {profile} · dataset {dataset} · commit {info['commit']} · {info['device']} · "
-        f"{info['time']}</sub>\n"
+        f"<sub>profile {profile} · dataset {dataset}{_fingerprint_note(info)} · commit {info['commit']} · "
+        f"{info['device']} · {info['time']}</sub>\n"
     )
     atomic_write_bytes(out_dir / f"{name}.md", text.encode())
     write_json(out_dir / f"{name}.json", info)
     return out_dir / f"{name}.md"
+
+
+def _fingerprint_note(info: dict[str, Any]) -> str:
+    """" (sha256 8e261704f0b2…, 108 MB)" per distinct dataset file of a table's provenance, or ""."""
+    files = {p["sha256"]: p for p in (info.get("datasets") or {}).values()}
+    if not files:
+        return ""
+    return " (" + "; ".join(f"{p['file']} sha256 {h[:12]}, {p['bytes'] / 1e6:.0f} MB" for h, p in files.items()) + ")"
 
 
 def styled_table(df: pd.DataFrame, title: str, decimals: int = 2):
@@ -191,3 +199,50 @@ def consistency_problems(folder: str | Path) -> list[str]:
         detail = "; ".join(f"{c}: {', '.join(names)}" for c, names in commits.items())
         problems.append(f"tables come from {len(commits)} commits ({detail})")
     return problems
+
+
+def compare_results(first: str | Path, second: str | Path) -> pd.DataFrame:
+    """Table by table, how far the numbers of two results folders differ (the determinism check: the same
+    `make tables` twice, with `--out`). Columns: table, cells (numeric cells compared), differing,
+    max_abs_diff, and the first differing cell as "row / column: a vs b"."""
+    rows = []
+    for path in sorted(Path(first).glob("*.csv")):
+        other = Path(second) / path.name
+        if not other.exists():
+            rows.append({"table": path.stem, "cells": 0, "differing": None, "max_abs_diff": None,
+                         "example": f"missing in {second}"})
+            continue
+        a, b = pd.read_csv(path), pd.read_csv(other)
+        if a.shape != b.shape or list(a.columns) != list(b.columns):
+            rows.append({"table": path.stem, "cells": 0, "differing": None, "max_abs_diff": None,
+                         "example": f"shapes differ: {a.shape} vs {b.shape}"})
+            continue
+        numeric = [c for c in a.columns if a[c].dtype.kind in "if" and b[c].dtype.kind in "if"]
+        diff = (a[numeric] - b[numeric]).abs()
+        changed = diff.fillna(0) > 0
+        example = ""
+        if changed.to_numpy().any():
+            row, column = next((r, c) for c in numeric for r in range(len(a)) if changed.at[r, c])
+            example = f"row {row} / {column}: {a.at[row, column]} vs {b.at[row, column]}"
+        rows.append({"table": path.stem, "cells": int(diff.size), "differing": int(changed.to_numpy().sum()),
+                     "max_abs_diff": float(diff.max().max()) if diff.size else 0.0, "example": example})
+    return pd.DataFrame(rows, columns=["table", "cells", "differing", "max_abs_diff", "example"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m stars.results compare DIR_A DIR_B: exit 0 when every number is equal, else 1."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stars.results", allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compare", help="compare the tables of two results folders")
+    p.add_argument("first")
+    p.add_argument("second")
+    args = parser.parse_args(argv)
+    table = compare_results(args.first, args.second)
+    print(markdown_table(table, decimals=4))
+    return 0 if len(table) and (table["differing"].fillna(1) == 0).all() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -62,3 +62,23 @@ def test_update_readme_writes_the_block_atomically(tmp_path, monkeypatch):
     assert update_readme(readme) is True
     assert readme_results(readme) == readme_block("demo")
     assert readme.read_text().startswith("x\n<!-- results:start -->\n") and readme.read_text().endswith("y\n")
+
+
+def test_compare_results_reports_the_cells_that_differ(tmp_path, capsys):
+    from stars.results import compare_results, main
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,55.08\n")
+    (b / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,54.83\n")
+    (a / "u.csv").write_text("x\n1.0\n")
+    (b / "u.csv").write_text("x\n1.0\n")
+    table = compare_results(a, b).set_index("table")
+    assert table.loc["t", "differing"] == 1 and table.loc["t", "max_abs_diff"] == pytest.approx(0.25)
+    assert table.loc["t", "example"] == "row 1 / KNN: 55.08 vs 54.83"
+    assert table.loc["u", "differing"] == 0
+    assert main(["compare", str(a), str(b)]) == 1
+    (b / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,55.08\n")
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "| t | 2 | 0 | 0 |" in capsys.readouterr().out

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
@@ -100,6 +99,8 @@ def random_projector_features(features: np.ndarray, seed: int = 42) -> np.ndarra
 
 def class_palette(n: int) -> list[tuple[float, float, float]]:
     """n distinct colours: tab20 with its ten dark shades first (= tab10 for n <= 10), husl beyond 20."""
+    import seaborn as sns  # imported here: a second of start-up that only figures need
+
     if n > 20:
         return sns.color_palette("husl", n)
     tab20 = sns.color_palette("tab20", 20)
@@ -134,6 +135,8 @@ def tsne_figure(
     scores: title -> a number shown under the panel's title (the notebooks give the silhouette score).
     Axes are labelled "t-SNE 1" / "t-SNE 2"; the legend names the classes.
     """
+    import seaborn as sns  # imported here: a second of start-up that only figures need
+
     if not feature_sets:
         raise ValueError("tsne_figure: no feature sets given")
     if num_classes is None:
