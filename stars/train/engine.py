@@ -134,14 +134,14 @@ def compile_regions(model: nn.Module) -> list[str]:
     return names
 
 
-def wrap_model(model: nn.Module, device: torch.device, world_size: int, *, compile: bool = False,
+def wrap_model(model: nn.Module, device: torch.device, distributed: bool, *, compile: bool = False,
                sync_batchnorm: bool = True) -> nn.Module:
-    """The module the training loop calls: compiled regions first, then (several processes)
-    SyncBatchNorm on CUDA and DistributedDataParallel around the whole model, so the collectives of
-    DDP and of the losses stay outside the compiled code."""
+    """The module the training loop calls: compiled regions first, then (in a process group, as under
+    torchrun) SyncBatchNorm on CUDA and DistributedDataParallel around the whole model, so the
+    collectives of DDP and of the losses stay outside the compiled code."""
     if compile:
         compile_regions(model)
-    if world_size <= 1:
+    if not distributed:
         return model
     module = model
     if sync_batchnorm and device.type == "cuda":
@@ -209,7 +209,7 @@ class Trainer:
         self.loader = loader
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(groups, optim)
-        self.module = wrap_model(self.model, self.device, self.info.world_size, compile=run.compile,
+        self.module = wrap_model(self.model, self.device, dist.is_distributed(), compile=run.compile,
                                  sync_batchnorm=sync_batchnorm)
         use_bf16 = run.precision == "bf16" or (run.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
