@@ -44,6 +44,7 @@ from stars.eval.common import (
     resolve_device,
     write_result,
 )
+from stars.precision import at_least_fp32, fp32_island
 
 CLASS_SETS = ("auto", "ntu120-unseen", "heldout", "all")
 CLASSIFIERS = ("nearest", "prototype")
@@ -63,6 +64,7 @@ class FewShotConfig:
     seed: int = 0  # episodes, held-out classes, and the random initialisation when no --ckpt
     crop: float = 0.95
     batch_size: int = 256
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # feature extraction (stars.precision); episodes are fp32
 
     def __post_init__(self) -> None:
         if not self.shots or any(k < 1 for k in self.shots):
@@ -126,15 +128,17 @@ def episode_predictions(
 ) -> np.ndarray:
     """features: (P, D) L2-normalised on the device; support, query: indices into it -> (Q,) predicted labels."""
     support_labels = torch.as_tensor(labels[support], device=features.device)
-    support_f, query_f = features[torch.as_tensor(support)], features[torch.as_tensor(query)]
-    if classifier == "nearest":
-        predicted = support_labels[(query_f @ support_f.T).argmax(dim=1)]
-    elif classifier == "prototype":
-        classes = torch.unique(support_labels)
-        prototypes = torch.stack([support_f[support_labels == c].mean(dim=0) for c in classes])
-        predicted = classes[(query_f @ F.normalize(prototypes, dim=1).T).argmax(dim=1)]
-    else:
-        raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+    support_f = at_least_fp32(features[torch.as_tensor(support)])
+    query_f = at_least_fp32(features[torch.as_tensor(query)])
+    with fp32_island(features.device):  # similarities and argmax in fp32, also under autocast
+        if classifier == "nearest":
+            predicted = support_labels[(query_f @ support_f.T).argmax(dim=1)]
+        elif classifier == "prototype":
+            classes = torch.unique(support_labels)
+            prototypes = torch.stack([support_f[support_labels == c].mean(dim=0) for c in classes])
+            predicted = classes[(query_f @ F.normalize(prototypes, dim=1).T).argmax(dim=1)]
+        else:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
     return predicted.cpu().numpy()
 
 
@@ -197,7 +201,9 @@ def run_fewshot(
     split = load_split(data, cfg.split)
     pool, classes, info = fewshot_pool(split, cfg)
     encoder, encoder_info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
-    features, labels = extract_features(encoder, split.subset(pool), cfg.crop, cfg.batch_size, device)
+    features, labels = extract_features(
+        encoder, split.subset(pool), cfg.crop, cfg.batch_size, device, precision=cfg.precision
+    )
     metrics: dict[str, Any] = {}
     rows = []
     for shots in cfg.shots:

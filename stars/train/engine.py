@@ -30,6 +30,7 @@ from tqdm import tqdm
 from stars import dist
 from stars.config import to_dict
 from stars.io import MetricsCSV, atomic_torch_save
+from stars.precision import autocast_dtype, set_full_fp32
 
 CHECKPOINT_NAME = "checkpoint-last.pt"
 FINAL_NAME = "final.pt"
@@ -64,7 +65,7 @@ class RunConfig:
     batch_size: int = 128  # global batch, split evenly over processes
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:1
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (stars.precision)
     compile: bool = False  # torch.compile the model
     checkpoint_every: int = 20  # epochs between checkpoints (and always at the end)
     progress: bool = True
@@ -180,8 +181,9 @@ class Trainer:
             )
         if run.compile:
             self.module = torch.compile(self.module)
-        use_bf16 = run.precision == "bf16" or (run.precision == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.autocast_dtype = autocast_dtype(run.precision, self.device)
+        if run.precision == "fp32":
+            set_full_fp32(self.device)  # no TF32 either: fp32 end to end
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
         self.start_epoch = 0
         self.should_stop = False  # set by end_of_epoch to end training early (e.g. on convergence)
