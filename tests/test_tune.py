@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 import torch
 
 from stars.config import apply_overrides
+from stars.data.npz import load_split
+from stars.data.splits import validation_holdout
 from stars.data.synthetic import prepare_synthetic
 from stars.eval.knn import KNNConfig, run_knn
 from stars.train.pretrain import pretrain_preset, run_pretraining
@@ -49,7 +54,7 @@ def test_every_method_runs_one_epoch(method, data, stage1, tmp_path):
     state = torch.load(final, weights_only=True)
     assert state["epoch"] == 1
     rows = (tmp_path / method / "metrics.csv").read_text().splitlines()
-    assert "monitor_knn_best" in rows[0]  # KNN monitor on the held-out training part
+    assert "monitor_knn_best" in rows[0]  # leave-one-out KNN monitor on a fixed part of the training split
 
 
 def test_frozen_half_gets_no_gradient(data, stage1):
@@ -123,6 +128,24 @@ def test_resumed_tuning_equals_uninterrupted_queue_included(data, stage1, tmp_pa
 def test_init_required_except_from_scratch(data, tmp_path):
     with pytest.raises(ValueError, match="--init"):
         run_tuning(tiny("stars"), None, data, tmp_path / "x")
+
+
+def test_stage2_trains_on_the_whole_training_split_and_monitors_leave_one_out(data, stage1, tmp_path):
+    out = tmp_path / "whole"
+    run_tuning(tiny("stars", **{"report_test_max": True}), stage1, data, out)
+    info = json.loads((out / "run.json").read_text())
+    train = load_split(data, "train")
+    assert info["num_train"] == len(train) and info["monitor"] == "leave-one-out"
+    _, held = validation_holdout(train.y, 0.1, seed=0)
+    assert info["num_monitor"] == len(held)
+    rows = pd.read_csv(out / "metrics.csv")
+    assert {"monitor_knn_k10", "monitor_knn_best", "test_knn_k10", "test_knn_best"} <= set(rows.columns)
+    summary = json.loads((out / "test_max.json").read_text())
+    assert summary["test_knn_max_over_epochs"] == pytest.approx(rows["test_knn_best"].max())
+    # select=monitor holds the monitored part out of training
+    run_tuning(tiny("stars", **{"select": "monitor"}), stage1, data, tmp_path / "held")
+    held_info = json.loads((tmp_path / "held" / "run.json").read_text())
+    assert held_info["num_train"] == len(train) - len(held) and held_info["monitor"] == "held-out"
 
 
 def test_select_monitor_returns_the_best_held_out_epoch(data, stage1, tmp_path):

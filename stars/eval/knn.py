@@ -11,8 +11,8 @@ Two classifiers, both computed on the device as a chunked matmul + top-k over th
 * `knn_weighted`: InstDisc-style weighted vote, each of the k neighbours adds `exp(similarity / T)` to
   its class; used by the official tuning monitor (k in {10, 20, 40}, T = 0.1).
 
-`run_knn` is the `stars eval knn` protocol; `knn_monitor` scores an encoder during stage-2 tuning on a
-held-out part of the TRAINING split (never the test split).
+`run_knn` is the `stars eval knn` protocol; `knn_monitor` scores an encoder during stage-2 tuning on the
+TRAINING split (leave-one-out inside a fixed subset, or a held-out part; never the test split).
 
 References: Wu et al. 2018 "Unsupervised feature learning via non-parametric instance discrimination"
 (weighted kNN); scikit-learn `KNeighborsClassifier` (uniform vote and its tie rule).
@@ -242,7 +242,7 @@ def knn_weighted_leave_one_out(
 def knn_monitor(
     encoder: nn.Module,
     bank_split: SkeletonSplit,
-    query_split: SkeletonSplit,
+    query_split: SkeletonSplit | None,
     *,
     ks: Sequence[int] = (10, 20, 40),
     temperature: float = 0.1,
@@ -255,12 +255,20 @@ def knn_monitor(
     """Weighted-kNN accuracy for monitoring stage-2 tuning without touching the test split.
 
     bank_split / query_split: two disjoint parts of the TRAINING split (e.g. from
-    `stars.data.splits.validation_holdout`). feature_fn: maps a batch (N, C, T, V, M) to (N, D) features
+    `stars.data.splits.validation_holdout`); query_split None: leave-one-out inside bank_split (every sample
+    scored against the others, nothing held out of training). feature_fn: maps a batch (N, C, T, V, M) to (N, D) features
     (default: `encoder(x)`, the pooled representation; pass the projector output to mirror the official
     monitor). -> {"knn_k10": %, "knn_k20": %, ..., "knn_best": max over k}.
     """
     bank_f, bank_y = extract_features(encoder, bank_split, crop, batch_size, device, feature_fn=feature_fn,
                                       progress=False, precision=precision)
+    if query_split is None:
+        outcome = knn_weighted_leave_one_out(
+            bank_f, bank_y, ks, temperature, num_classes=bank_split.num_classes, device=device
+        )
+        metrics = {f"knn_k{k}": acc for k, acc in outcome.top1.items()}
+        metrics["knn_best"] = max(outcome.top1.values())
+        return metrics
     query_f, query_y = extract_features(encoder, query_split, crop, batch_size, device, feature_fn=feature_fn,
                                         progress=False, precision=precision)
     outcome = knn_weighted(
@@ -316,5 +324,5 @@ def run_knn(
 
 __all__ = [
     "KNNConfig", "KNN_PRESETS", "KNNOutcome", "nearest_neighbours", "knn_majority", "knn_weighted",
-    "knn_monitor", "run_knn",
+    "knn_weighted_leave_one_out", "knn_monitor", "run_knn",
 ]

@@ -8,7 +8,8 @@ predictor, 32,768-entry queue without self-neighbours, hard nearest neighbour, s
 0.07 over the global batch; head, final norm and the second half of the blocks tuned with
 lr = 1e-3 * alpha^(depth - i) (alpha 0.45), everything else frozen (no gradients); AdamW (0.9, 0.95)
 with weight decay 0.05 actually applied (not on 1-D parameters), constant lr, gradient clipping at 3
-(global norm), 10 epochs, global batch 128, no augmentation (full-length views, as released).
+(global norm), 10 epochs, global batch 128, no augmentation (full-length views, as released), trained
+on the whole training split.
 """
 
 from __future__ import annotations
@@ -86,10 +87,16 @@ class TuneConfig:
     # STARS-3stage (Appendix A): head-only phase before partial tuning
     head_epochs: int = 20
     head_converge_tol: float = 0.0  # stop the head phase when the epoch loss improves by less (relative); 0 = off
-    # KNN monitor on a held-out part of the TRAINING split (never the test split)
+    # KNN monitor, never on the test split. select=last: leave-one-out weighted KNN inside a fixed,
+    # class-stratified `monitor_fraction` of the training split, which is still trained on in full (as
+    # officially). select=monitor: that part is held out of training and scored against the rest.
     monitor_fraction: float = 0.1
     monitor_every: int = 1  # epochs; 0 = off
     select: str = "last"  # last | monitor (the epoch best on the held-out training part)
+    # the official selection signal, as an extra labelled column only: weighted KNN (k 10/20/40) of the test
+    # split against the whole training split after every epoch -> test_knn_* in metrics.csv and
+    # test_knn_max_over_epochs in test_max.json; never used to select
+    report_test_max: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -251,13 +258,16 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     if cfg.run.batch_size % world:
         raise ValueError(f"global batch {cfg.run.batch_size} is not divisible by {world} processes")
     split = load_split(data, "train")
-    monitor_parts = None
+    monitor_parts = None  # (bank, queries); queries None = leave-one-out inside the bank
+    train_split = split  # the whole training split, as the official runs, unless select=monitor holds out
     if cfg.monitor_every > 0 and cfg.monitor_fraction > 0:
         keep, held = validation_holdout(split.y, cfg.monitor_fraction, seed=cfg.run.seed)
-        train_split = split.subset(keep)
-        monitor_parts = (train_split, split.subset(held))
-    else:
-        train_split = split
+        if cfg.select == "monitor":
+            train_split = split.subset(keep)
+            monitor_parts = (train_split, split.subset(held))
+        else:
+            monitor_parts = (split.subset(held), None)
+    test_split = load_split(data, "test") if cfg.report_test_max else None
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
     model, heads, encoder = build_model(cfg, init)
     enc_cfg = encoder.cfg
@@ -284,7 +294,9 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     if dist.is_main_process():
         write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
                        world_size=world, num_train=len(train_split),
-                       num_monitor=len(monitor_parts[1]) if monitor_parts else 0,
+                       num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
+                       monitor="none" if monitor_parts is None else (
+                           "held-out" if monitor_parts[1] is not None else "leave-one-out"),
                        encoder=dataclasses.asdict(enc_cfg))
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
@@ -301,14 +313,20 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     best = {"value": -1.0}
 
     def monitor(module, epoch):
+        row = {}
+        if test_split is not None:  # the official (test-set) signal, reported only
+            test = knn_monitor(module.encoder, split, test_split, device=info.device, precision=cfg.run.precision)
+            row.update({f"test_{k}": v for k, v in test.items()})
         if monitor_parts is None or (epoch + 1) % cfg.monitor_every:
-            return {}
-        metrics = knn_monitor(module.encoder, monitor_parts[0], monitor_parts[1], device=info.device)
+            return row
+        metrics = knn_monitor(module.encoder, monitor_parts[0], monitor_parts[1], device=info.device,
+                              precision=cfg.run.precision)
         if cfg.select == "monitor" and metrics["knn_best"] > best["value"] and dist.is_main_process():
             best["value"] = metrics["knn_best"]
             state = {k: v for k, v in trainer.state(epoch + 1).items() if k != "optimizer"}
             atomic_torch_save(state, out / "best.pt")
-        return {f"monitor_{k}": v for k, v in metrics.items()}
+        row.update({f"monitor_{k}": v for k, v in metrics.items()})
+        return row
 
     if cfg.method == "stars-3stage":
         head_dir = out / "head"
@@ -323,9 +341,31 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
     trainer.fit()
+    if cfg.report_test_max and dist.is_main_process():
+        write_test_max(out)
     if cfg.select == "monitor" and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
+
+
+def write_test_max(out: Path) -> dict[str, float]:
+    """RUN_DIR/test_max.json from the per-epoch test KNN columns of metrics.csv: for every k the maximum
+    over epochs and its epoch, and `test_knn_max_over_epochs` (max over k and epochs, the official number)."""
+    import pandas as pd
+
+    from stars.io import write_json
+
+    rows = pd.read_csv(out / "metrics.csv")
+    columns = [c for c in rows.columns if c.startswith("test_knn_k")]
+    summary: dict[str, float] = {}
+    for column in columns + ["test_knn_best"]:
+        best = int(rows[column].idxmax())
+        summary[f"{column}_max_over_epochs"] = float(rows[column].iloc[best])
+        summary[f"{column}_max_epoch"] = int(rows["epoch"].iloc[best])
+    summary["test_knn_max_over_epochs"] = summary.pop("test_knn_best_max_over_epochs")
+    summary["test_knn_max_epoch"] = summary.pop("test_knn_best_max_epoch")
+    write_json(out / "test_max.json", summary)
+    return summary
 
 
 def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume) -> None:
