@@ -44,7 +44,7 @@ def test_paper_defaults():
     assert cfg.run.epochs == 10 and cfg.run.batch_size == 128 and cfg.optim.clip_grad == 3.0
     assert cfg.optim.weight_decay == 0.05 and cfg.optim.schedule == "constant" and cfg.optim.lr == 1e-3
     assert not cfg.augment.mirror and cfg.crop_interval == (1.0, 1.0)
-    assert tune_preset("moco", "paper").run.batch_size == 32 and tune_preset("dino", "paper").augment.mirror
+    assert tune_preset("moco", "paper").run.batch_size == 128 and tune_preset("dino", "paper").augment.mirror
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "stars"])

@@ -43,9 +43,11 @@ from stars.models.checkpoint import (
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
 from stars.models.heads import ProjectorPredictor
 from stars.models.mamp import MAMPConfig
+from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
+WORKFLOWS = ("one-step", "two-step")
 MIRROR_ROTATE = AugmentConfig(mirror=True, main_axis_rotation=True)
 
 
@@ -54,6 +56,12 @@ class TuneConfig:
     """A stage-2 run. Method-specific fields are ignored by the other methods only where stated."""
 
     method: str = "stars"
+    # per-dataset released settings (stars.recipes): auto = from the dataset file name; none = off
+    dataset_preset: str = "auto"
+    # one-step: partial tuning from stage 1 (the README's merged config); two-step: `head_epochs` of
+    # head-only training on the frozen encoder, then partial tuning with head and queue carried over
+    # (the released second + third stage configs; Appendix A's STARS-3stage)
+    workflow: str = "one-step"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # used without --init; else from the checkpoint
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, min_lr=1e-3, warmup_epochs=0.0, schedule="constant",
@@ -84,7 +92,7 @@ class TuneConfig:
     # MAMP + NNCLR (Table 4)
     mamp_weight: float = 1.0
     mamp: MAMPConfig = field(default_factory=MAMPConfig)
-    # STARS-3stage (Appendix A): head-only phase before partial tuning
+    # two-step workflow: the head-only phase before partial tuning (released second stage: 20 epochs)
     head_epochs: int = 20
     head_converge_tol: float = 0.0  # stop the head phase when the epoch loss improves by less (relative); 0 = off
     # KNN monitor, never on the test split. select=last: leave-one-out weighted KNN inside a fixed,
@@ -101,6 +109,11 @@ class TuneConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.dataset_preset != "auto" and self.dataset_preset not in DATASET_RECIPES:
+            raise ValueError(f"dataset_preset must be auto or one of {sorted(DATASET_RECIPES)}, "
+                             f"got {self.dataset_preset!r}")
+        if self.workflow not in WORKFLOWS:
+            raise ValueError(f"workflow must be one of {WORKFLOWS}, got {self.workflow!r}")
         if self.select not in ("last", "monitor"):
             raise ValueError(f"select must be last or monitor, got {self.select!r}")
         if not 0.0 <= self.monitor_fraction < 1.0:
@@ -108,13 +121,19 @@ class TuneConfig:
 
 
 def tune_preset(method: str = "stars", preset: str = "paper") -> TuneConfig:
-    """Method defaults (Tables 2, 5, 6) combined with a size preset (paper, small, tiny)."""
+    """Method defaults (Tables 2, 5, 6 and the released configs) combined with a size preset (paper, small,
+    tiny). MoCo and DINO (docs/reproduction.md lists each choice with its source): batch size 32 per GPU on
+    4 GPUs = 128 global (read as for NNCLR), the released two-step workflow (20 head-only epochs, then
+    partial tuning with alpha 0.45: 10 epochs MoCo, 20 DINO), mirroring and rotation (Tables 2 and 6)."""
     cfg = TuneConfig(method=method)
-    if method == "moco":  # Table 6
-        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, run=dataclasses.replace(cfg.run, batch_size=32))
-    elif method == "dino":  # Table 2
-        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, alpha=0.45,
-                                  run=dataclasses.replace(cfg.run, batch_size=32))
+    if method == "stars-3stage":  # Appendix A = the released second + third stage
+        cfg = dataclasses.replace(cfg, workflow="two-step")
+    elif method == "moco":  # Table 6; mocotuning_* configs
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, workflow="two-step", head_epochs=20,
+                                  run=dataclasses.replace(cfg.run, epochs=10))
+    elif method == "dino":  # Table 2; dinotuning_* configs
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, alpha=0.45, workflow="two-step", head_epochs=20,
+                                  run=dataclasses.replace(cfg.run, epochs=20))
     elif method == "nnclr":  # Table 5: from scratch, every parameter trained
         cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, crop_interval=(0.5, 1.0), alpha=1.0,
                                   tuned_blocks="all", tune_embeddings=True,
@@ -137,6 +156,16 @@ def tune_preset(method: str = "stars", preset: str = "paper") -> TuneConfig:
             head_epochs=1,
         )
     raise ValueError(f"unknown preset {preset!r}; choose paper, small or tiny")
+
+
+def resolve_tune_config(method: str, preset: str, data: str | Path | None, overrides=()) -> TuneConfig:
+    """Method and size preset, then the dataset's recipe (`stars.recipes`, from the file name unless
+    `dataset_preset` is overridden), then the user's overrides; `dataset_preset` holds the recipe used."""
+    base = tune_preset(method, preset)
+    requested = apply_overrides(base, overrides).dataset_preset
+    name = resolve_dataset_preset(requested, data)
+    cfg = apply_overrides(base, recipe_overrides(name, "tune", method, preset))
+    return dataclasses.replace(apply_overrides(cfg, overrides), dataset_preset=name)
 
 
 # --- model construction ----------------------------------------------------------------------------
@@ -300,15 +329,7 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
                        encoder=dataclasses.asdict(enc_cfg))
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
-
-    after_step = None
-    if cfg.method == "dino":
-        # the loader's real steps per epoch (data size, global batch, world size); the official code
-        # hard-coded NTU-60 XSub on one GPU
-        schedule = teacher_momentum_schedule(cfg.run.epochs, len(loader), base=cfg.teacher_momentum, final=1.0)
-
-        def after_step(module, step):  # noqa: F811 - DINO teacher EMA after every optimiser step
-            module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+    after_step = _teacher_update(cfg, cfg.run.epochs, len(loader))
 
     best = {"value": -1.0}
 
@@ -328,10 +349,10 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         row.update({f"monitor_{k}": v for k, v in metrics.items()})
         return row
 
-    if cfg.method == "stars-3stage":
+    if cfg.workflow == "two-step":
         head_dir = out / "head"
         if not (head_dir / FINAL_NAME).exists():
-            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume)
+            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind)
         state = torch.load(head_dir / FINAL_NAME, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
 
@@ -368,8 +389,22 @@ def write_test_max(out: Path) -> dict[str, float]:
     return summary
 
 
-def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume) -> None:
-    """Appendix A, phase 2: train only the head (and fill the queue) on the frozen encoder."""
+def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
+    """DINO: the teacher EMA after every optimiser step, momentum on a cosine schedule over this phase's real
+    steps (data size, global batch, world size; the official code hard-coded NTU-60 XSub on one GPU)."""
+    if cfg.method != "dino":
+        return None
+    schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+
+    def after_step(module, step):
+        module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+
+    return after_step
+
+
+def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind) -> None:
+    """Two-step workflow, first step (Appendix A phase 2, the released second stage): train only the head
+    (and fill the queue) on the frozen encoder."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
     run = dataclasses.replace(cfg.run, epochs=cfg.head_epochs)
     losses: list[float] = []
@@ -383,23 +418,27 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
                 trainer.should_stop = True
         return {}
 
-    trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind="stars-head",
-                      config=config, info=info, end_of_epoch=converge)
+    trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind=f"{kind}-head",
+                      config=config, info=info, end_of_epoch=converge,
+                      after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)))
     if resume and (head_dir / CHECKPOINT_NAME).exists():
         trainer.resume()
     trainer.fit()
 
 
 def main(args) -> int:
-    cfg = tune_preset(args.method, args.preset)
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"run.device={args.device}")
-    cfg = apply_overrides(cfg, overrides)
+    cfg = resolve_tune_config(args.method, args.preset, args.data, overrides)
+    if dist.is_main_process():
+        recipe = recipe_overrides(cfg.dataset_preset, "tune", cfg.method, args.preset)
+        print(f"dataset preset: {cfg.dataset_preset} {recipe}; workflow {cfg.workflow}, alpha {cfg.alpha}, "
+              f"lr {cfg.optim.lr}, epochs {cfg.run.epochs}, global batch {cfg.run.batch_size}", flush=True)
     path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume)
     if dist.is_main_process():
         print(f"selected checkpoint: {path}")
     return 0
 
 
-__all__ = ["TuneConfig", "tune_preset", "run_tuning", "build_model", "param_groups"]
+__all__ = ["TuneConfig", "tune_preset", "resolve_tune_config", "run_tuning", "build_model", "param_groups"]
