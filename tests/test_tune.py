@@ -167,3 +167,21 @@ def test_three_stage_head_phase_stops_on_convergence(data, stage1, tmp_path):
     assert len(head_rows) - 1 == 2
     head = torch.load(tmp_path / "three" / "head" / "final.pt", weights_only=True)
     assert head["epoch"] == 2
+
+
+def test_official_switches_weight_decay_on_every_parameter_and_test_selection(data, stage1, tmp_path):
+    cfg = tiny("stars", **{"weight_decay_scope": "all", "optim.weight_decay": 0.01})
+    model, heads, encoder = build_model(cfg, stage1)
+    groups = param_groups(cfg, model, heads, encoder)
+    assert {g["weight_decay"] for g in groups} == {0.01}  # biases and norms included, as officially
+    default = param_groups(tiny("stars"), *build_model(tiny("stars"), stage1))
+    assert {g["weight_decay"] for g in default} == {0.0, 0.05}
+
+    out = tmp_path / "test-selected"
+    chosen = run_tuning(tiny("stars", **{"run.epochs": 3, "select": "test", "monitor_feature": "projection"}),
+                        stage1, data, out)
+    rows = pd.read_csv(out / "metrics.csv")
+    best_epoch = int(rows["test_knn_best"].idxmax()) + 1  # first epoch reaching the maximum
+    assert chosen.name == "best.pt" and torch.load(chosen, weights_only=True)["epoch"] == best_epoch
+    summary = json.loads((out / "test_max.json").read_text())
+    assert summary["test_knn_max_over_epochs"] == pytest.approx(rows["test_knn_best"].max())

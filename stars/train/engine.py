@@ -48,7 +48,8 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05  # used by groups that do not set their own
     momentum: float = 0.9  # SGD only
-    clip_grad: float = 0.0  # global L2 norm; 0 = no clipping
+    clip_grad: float = 0.0  # max L2 norm of the gradients; 0 = no clipping
+    clip_mode: Literal["global", "per-parameter"] = "global"  # per-parameter: each tensor clipped alone (official STARS)
 
     def __post_init__(self) -> None:
         if self.lr < 0 or self.min_lr < 0:
@@ -267,7 +268,11 @@ class Trainer:
                 loss.backward()
                 if optim.clip_grad > 0:
                     params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-                    torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
+                    if optim.clip_mode == "per-parameter":
+                        for param in params:
+                            torch.nn.utils.clip_grad_norm_(param, optim.clip_grad)
+                    else:
+                        torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
                 self.optimizer.step()
                 if self.after_step is not None:
                     self.after_step(unwrap(self.module), epoch * steps_per_epoch + it)

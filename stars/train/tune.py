@@ -100,11 +100,19 @@ class TuneConfig:
     # officially). select=monitor: that part is held out of training and scored against the rest.
     monitor_fraction: float = 0.1
     monitor_every: int = 1  # epochs; 0 = off
-    select: str = "last"  # last | monitor (the epoch best on the held-out training part)
-    # the official selection signal, as an extra labelled column only: weighted KNN (k 10/20/40) of the test
+    # last | monitor (the epoch best on the held-out training part) | test (the official selection: the
+    # epoch with the best test-split KNN; implies report_test_max; test-set selection, so labelled as such)
+    select: str = "last"
+    # the official selection signal, as an extra labelled column: weighted KNN (k 10/20/40) of the test
     # split against the whole training split after every epoch -> test_knn_* in metrics.csv and
-    # test_knn_max_over_epochs in test_max.json; never used to select
+    # test_knn_max_over_epochs in test_max.json; it selects only with select=test
     report_test_max: bool = False
+    # features of the KNN monitors: pooled encoder output, or the L2-normalised projector output (the
+    # official monitor's feature for NNCLR / MoCo partial tuning; DINO has no projector and stays pooled)
+    monitor_feature: str = "pooled"
+    # AdamW weight decay on >=2-D weights only ("matrices"), or on every optimised parameter ("all"; the
+    # official processors passed no weight_decay, so PyTorch's 0.01 applied to everything)
+    weight_decay_scope: str = "matrices"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -114,8 +122,12 @@ class TuneConfig:
                              f"got {self.dataset_preset!r}")
         if self.workflow not in WORKFLOWS:
             raise ValueError(f"workflow must be one of {WORKFLOWS}, got {self.workflow!r}")
-        if self.select not in ("last", "monitor"):
-            raise ValueError(f"select must be last or monitor, got {self.select!r}")
+        if self.select not in ("last", "monitor", "test"):
+            raise ValueError(f"select must be last, monitor or test, got {self.select!r}")
+        if self.monitor_feature not in ("pooled", "projection"):
+            raise ValueError(f"monitor_feature must be pooled or projection, got {self.monitor_feature!r}")
+        if self.weight_decay_scope not in ("matrices", "all"):
+            raise ValueError(f"weight_decay_scope must be matrices or all, got {self.weight_decay_scope!r}")
         if not 0.0 <= self.monitor_fraction < 1.0:
             raise ValueError("monitor_fraction must be in [0, 1)")
 
@@ -246,6 +258,9 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
     also = ("joints_embed", "temp_embed", "pos_embed") if (cfg.tune_embeddings and not head_only) else ()
     groups = partial_tuning_groups(encoder, heads, cfg.optim.lr, alpha=cfg.alpha, tuned_blocks=blocks,
                                    weight_decay=cfg.optim.weight_decay, also_tune=also)
+    if cfg.weight_decay_scope == "all":  # official: AdamW's decay on every optimised parameter
+        for group in groups:
+            group["weight_decay"] = cfg.optim.weight_decay
     if cfg.method == "mamp-nnclr" and not head_only:
         decoder = [(n, p) for n, p in encoder.named_parameters() if n.startswith(DECODER_PREFIXES)]
         for _, p in decoder:
@@ -254,7 +269,8 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
             chosen = [(n, p) for n, p in decoder if (p.ndim >= 2 and not n.endswith(".bias")) == decays]
             groups.append({"params": [p for _, p in chosen], "param_names": [n for n, _ in chosen],
                            "lr_scale": 1.0, "lr": cfg.optim.lr, "name": name,
-                           "weight_decay": cfg.optim.weight_decay if decays else 0.0})
+                           "weight_decay": cfg.optim.weight_decay if decays or cfg.weight_decay_scope == "all"
+                           else 0.0})
     return groups
 
 
@@ -296,7 +312,7 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
             monitor_parts = (train_split, split.subset(held))
         else:
             monitor_parts = (split.subset(held), None)
-    test_split = load_split(data, "test") if cfg.report_test_max else None
+    test_split = load_split(data, "test") if (cfg.report_test_max or cfg.select == "test") else None
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
     model, heads, encoder = build_model(cfg, init)
     enc_cfg = encoder.cfg
@@ -333,19 +349,28 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
 
     best = {"value": -1.0}
 
+    def save_best(epoch):
+        if dist.is_main_process():
+            state = {k: v for k, v in trainer.state(epoch + 1).items() if k != "optimizer"}
+            atomic_torch_save(state, out / "best.pt")
+
     def monitor(module, epoch):
         row = {}
-        if test_split is not None:  # the official (test-set) signal, reported only
-            test = knn_monitor(module.encoder, split, test_split, device=info.device, precision=cfg.run.precision)
+        feature_fn = monitor_features(module, cfg.monitor_feature)
+        if test_split is not None:  # the official (test-set) signal
+            test = knn_monitor(module.encoder, split, test_split, device=info.device, feature_fn=feature_fn,
+                               precision=cfg.run.precision)
             row.update({f"test_{k}": v for k, v in test.items()})
+            if cfg.select == "test" and test["knn_best"] > best["value"]:
+                best["value"] = test["knn_best"]
+                save_best(epoch)
         if monitor_parts is None or (epoch + 1) % cfg.monitor_every:
             return row
         metrics = knn_monitor(module.encoder, monitor_parts[0], monitor_parts[1], device=info.device,
-                              precision=cfg.run.precision)
-        if cfg.select == "monitor" and metrics["knn_best"] > best["value"] and dist.is_main_process():
+                              feature_fn=feature_fn, precision=cfg.run.precision)
+        if cfg.select == "monitor" and metrics["knn_best"] > best["value"]:
             best["value"] = metrics["knn_best"]
-            state = {k: v for k, v in trainer.state(epoch + 1).items() if k != "optimizer"}
-            atomic_torch_save(state, out / "best.pt")
+            save_best(epoch)
         row.update({f"monitor_{k}": v for k, v in metrics.items()})
         return row
 
@@ -361,12 +386,24 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
                       info=info, after_step=after_step, end_of_epoch=monitor)
     if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
+        column = {"test": "test_knn_best", "monitor": "monitor_knn_best"}.get(cfg.select)
+        scores = [float(r[column]) for r in trainer.metrics.rows() if r.get(column)] if column else []
+        best["value"] = max(scores, default=-1.0)  # best.pt already holds that epoch
     trainer.fit()
-    if cfg.report_test_max and dist.is_main_process():
+    if test_split is not None and dist.is_main_process():
         write_test_max(out)
-    if cfg.select == "monitor" and (out / "best.pt").exists():
+    if cfg.select in ("monitor", "test") and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
+
+
+def monitor_features(module, kind: str):
+    """The KNN monitors' feature function: None (pooled encoder output) or the L2-normalised projector output
+    of models that have one (NNCLR, MoCo, MAMP + NNCLR; the head must already be in eval mode)."""
+    projector = getattr(getattr(module, "head", None), "projector", None)
+    if kind == "pooled" or projector is None:
+        return None
+    return lambda x: torch.nn.functional.normalize(projector(module.encoder(x)), dim=1)
 
 
 def write_test_max(out: Path) -> dict[str, float]:
