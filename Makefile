@@ -11,9 +11,11 @@ DATA ?=
 JOBS ?= 1
 NB ?=
 P ?=
+PY ?= $(BIN)/python
+OFFICIAL ?=
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: help setup tables notebook test test-fast lint lab clean-results clean-cache
+.PHONY: help setup tables notebook test test-fast lint lab clean-results clean-cache gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -58,3 +60,6 @@ clean-results:  ## remove results/ of PROFILE
 
 clean-cache:  ## remove the trained runs and datasets cached for PROFILE (cache/PROFILE, cache/data/synthetic-PROFILE)
 	rm -rf $${STARS_CACHE:-cache}/$(PROFILE) $${STARS_CACHE:-cache}/data/synthetic-$(PROFILE)
+
+gpu-check:  ## on a CUDA machine: gpu tests, bf16 vs fp32, resume, torchrun, bench, smoke -> results/gpu/ (OFFICIAL=DIR: time the official code too)
+	$(PY) -m stars.gpu_check $(if $(OFFICIAL),--against-official $(OFFICIAL)) $(if $(GPU_BUDGET),--budget-s $(GPU_BUDGET))
