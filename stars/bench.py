@@ -150,11 +150,22 @@ def _forward_macs(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     return layers + sum(attention)
 
 
-def run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 32, steps: int = 3,
+def run_bench(*args, **kwargs) -> dict:
+    """Time `workloads` for ours and the baseline; -> a JSON-ready dict (see the module docstring).
+
+    Arguments as `_run_bench`. A process group started for the official NNCLR is closed again."""
+    had_group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    try:
+        return _run_bench(*args, **kwargs)
+    finally:
+        if not had_group and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 32, steps: int = 3,
               device: str | None = None, against_official: str | None = None, workloads=WORKLOADS,
               rounds: int = 3, warmup: int = 1, precision: str = "auto", compile: bool = False,
               profile: bool = False) -> dict:
-    """Time `workloads` for ours and the baseline; -> a JSON-ready dict (see the module docstring)."""
     from stars.data.augment import AugmentConfig
     from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, ReferenceFeeder
     from stars.data.npz import load_split
