@@ -35,6 +35,10 @@ def _timed(fn, steps: int, warmup: int, device) -> float:
 
 def run_bench(data: str | None, preset: str = "paper", batch_size: int = 128, steps: int = 5,
               device: str | None = None) -> dict:
+    if steps < 1:
+        raise ValueError(f"bench: --steps must be >= 1, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"bench: --batch-size must be >= 1, got {batch_size}")
     from stars.data.augment import AugmentConfig
     from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
     from stars.data.npz import load_split

@@ -26,7 +26,7 @@ from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
 from stars.data.npz import load_split
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
-from stars.io import atomic_torch_save, write_run_info
+from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
 from stars.methods.dino import DINO, teacher_momentum_schedule
 from stars.methods.mamp_nnclr import DECODER_PREFIXES, MAMPNNCLR, MaskedMotionEncoder
 from stars.methods.moco import MoCo
@@ -42,6 +42,7 @@ from stars.models.checkpoint import (
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
 from stars.models.heads import ProjectorPredictor
 from stars.models.mamp import MAMPConfig
+from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -241,11 +242,20 @@ def _step_fn(cfg: TuneConfig):
 
 
 def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | Path, *,
-               resume: bool = False) -> Path:
-    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor)."""
+               resume: bool = False, overwrite: bool = False, allow_changed: bool = False) -> Path:
+    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor).
+
+    `out` may not contain `init`; an `out` that holds a run needs `resume` (a changed config, dataset or
+    init is refused unless `allow_changed`) or `overwrite`; see `stars.rundir.run_folder`."""
     out = Path(out)
     if cfg.method != "nnclr" and init is None:
         raise ValueError(f"tune {cfg.method}: --init (a stage-1 checkpoint) is required")
+    with run_folder(out, resume=resume, overwrite=overwrite, inputs=[("--init", init)]) as folder:
+        return _tune(cfg, init, data, out, folder.resume, allow_changed)
+
+
+def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume: bool,
+          allow_changed: bool) -> Path:
     info = dist.init_distributed(cfg.run.device)
     world = info.world_size
     if cfg.run.batch_size % world:
@@ -281,11 +291,7 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         rank=info.rank,
         world_size=world,
     )
-    if dist.is_main_process():
-        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
-                       world_size=world, num_train=len(train_split),
-                       num_monitor=len(monitor_parts[1]) if monitor_parts else 0,
-                       encoder=dataclasses.asdict(enc_cfg))
+    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
 
@@ -313,22 +319,29 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     if cfg.method == "stars-3stage":
         head_dir = out / "head"
         if not (head_dir / FINAL_NAME).exists():
-            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume)
-        state = torch.load(head_dir / FINAL_NAME, map_location="cpu", weights_only=True)
+            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, allow_changed, data_id)
+        state = load_checkpoint_file(head_dir / FINAL_NAME)
         model.load_state_dict(state["model"])
 
     groups = param_groups(cfg, model, heads, encoder)
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, cfg.run, out, kind=kind, config=config,
-                      info=info, after_step=after_step, end_of_epoch=monitor)
+                      info=info, after_step=after_step, end_of_epoch=monitor, data=data_id)
+    resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        epoch = trainer.resume(allow_changed=allow_changed)  # validated before anything is written
+        resumes = resume_history(out, epoch, trainer.resume_changes)
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
+                       world_size=world, num_train=len(train_split),
+                       num_monitor=len(monitor_parts[1]) if monitor_parts else 0,
+                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes)
     trainer.fit()
     if cfg.select == "monitor" and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
 
 
-def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume) -> None:
+def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, allow_changed, data_id) -> None:
     """Appendix A, phase 2: train only the head (and fill the queue) on the frozen encoder."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
     run = dataclasses.replace(cfg.run, epochs=cfg.head_epochs)
@@ -344,9 +357,9 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
         return {}
 
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind="stars-head",
-                      config=config, info=info, end_of_epoch=converge)
+                      config=config, info=info, end_of_epoch=converge, data=data_id)
     if resume and (head_dir / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        trainer.resume(allow_changed=allow_changed)
     trainer.fit()
 
 
@@ -356,7 +369,8 @@ def main(args) -> int:
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = apply_overrides(cfg, overrides)
-    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume)
+    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume,
+                      overwrite=getattr(args, "overwrite", False), allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
         print(f"selected checkpoint: {path}")
     return 0
