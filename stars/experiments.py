@@ -8,16 +8,18 @@ A profile fixes the data and the sizes of every run:
     paper  NTU-60/120 and PKU-MMD npz files from a folder (DATA), the paper's hyperparameters; GPU
 
 Stage-1 and stage-2 checkpoints shared by several tables are trained once: every run lives in
-`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes the resolved config, the dataset
-file and the initial checkpoint. A changed parameter changes the key of that run and of the runs
-that start from it, and of nothing else. Interrupted runs resume from their last checkpoint.
+`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes CACHE_VERSION, the resolved config
+and the contents (SHA-256) of the dataset file and the initial checkpoint. A changed parameter changes
+the key of that run and of the runs that start from it, and of nothing else. A run is complete when its
+`final.pt` / `metrics.json` exists (both written atomically, last); an interrupted run resumes from its
+last checkpoint. Each run folder is locked while it is checked and trained: a second notebook that
+needs the same run waits for it instead of training it twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -27,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from stars.config import ConfigError
+from stars.io import content_fingerprint
 from stars.results import RESULTS_ROOT, write_figure, write_table
+from stars.rundir import RunLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("smoke", "demo", "real", "paper")
@@ -59,8 +63,9 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
     def prepare() -> None:
-        if not (xsub.exists() and xview.exists()):
-            prepare_synthetic(folder, seed=0, **options)
+        with RunLock(folder, wait=True):  # one notebook writes the data, the others wait for it
+            if not (xsub.exists() and xview.exists()):
+                prepare_synthetic(folder, seed=0, **options)
 
     datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
     if small:
@@ -123,10 +128,11 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
 
     def prepare() -> None:
-        if not utd.exists():
-            prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
-        if not ucla.exists():
-            prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+        with RunLock(out, wait=True):
+            if not utd.exists():
+                prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+            if not ucla.exists():
+                prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
 
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
@@ -140,25 +146,17 @@ def default_cache_root() -> Path:
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated.
-    Memoised per (path, size, mtime), since every cached-run lookup asks for it."""
-    stat = Path(path).stat()
-    return _fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """SHA-256 of the whole file (memoised per path, size, mtime and inode): the cache keys change with
+    any change of a dataset or checkpoint, wherever in the file."""
+    return content_fingerprint(path)
 
 
-@functools.lru_cache(maxsize=256)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(4 << 20))
-        if size > 8 << 20:
-            handle.seek(size - (4 << 20))
-            digest.update(handle.read())
-    return digest.hexdigest()[:16]
+# Raise when a change of the training or evaluation code changes results: every cached run is redone.
+CACHE_VERSION = 2
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
@@ -248,9 +246,10 @@ class Experiment:
         items = self._overrides("pretrain", method, overrides)
         run_dir = self._run_dir("pretrain", method, items, data, None)
         final = run_dir / "final.pt"
-        if not final.exists():
-            main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
-                                    resume=True, overrides=items, device=self.device))
+        with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
+            if not final.exists():
+                main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
+                                        resume=True, overrides=items, device=self.device))
         return str(final)
 
     def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
@@ -261,9 +260,10 @@ class Experiment:
         items = self._overrides("tune", method, overrides)
         run_dir = self._run_dir("tune", method, items, data, init)
         final = run_dir / "final.pt"
-        if not final.exists():
-            main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
-                                    preset=self.profile.preset, resume=True, overrides=items, device=self.device))
+        with RunLock(run_dir, wait=True):
+            if not final.exists():
+                main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
+                                        preset=self.profile.preset, resume=True, overrides=items, device=self.device))
         return str(final)
 
     def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
@@ -276,10 +276,11 @@ class Experiment:
         items = self._overrides("eval", protocol, overrides)
         run_dir = self._run_dir("eval", protocol, items, data, ckpt, target_data)
         metrics = run_dir / "metrics.json"
-        if not metrics.exists():
-            main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
-                                    out=str(run_dir), preset=self.profile.preset, resume=True, overrides=items,
-                                    device=self.device))
+        with RunLock(run_dir, wait=True):
+            if not metrics.exists():
+                main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
+                                        out=str(run_dir), preset=self.profile.preset, resume=True, overrides=items,
+                                        device=self.device))
         result = json.loads(metrics.read_text())
         result["_dir"] = str(run_dir)
         return result

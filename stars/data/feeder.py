@@ -252,8 +252,8 @@ class DeviceSplit:
         valid = valid_lengths(split.x)
         empty = np.flatnonzero(valid == 0)
         if len(empty):
-            raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame (zero-length sequences), e.g. "
-                             f"{empty[:5].tolist()}; remove them from the dataset")
+            raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()} "
+                             "(zero-length sequences); remove them from the dataset")
         single = np.flatnonzero(valid == 1)
         if len(single):
             warnings.warn(f"{where}: {len(single)} samples have a single frame, so no motion to learn from, e.g. "
