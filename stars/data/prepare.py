@@ -106,6 +106,7 @@ def _prepare(args) -> int:
 
         opts = _options(args.overrides, {"centre": bool, "resample": bool, "num_frames": int,
                                          "official_keys_only": bool, "skip_bad_files": bool})
+        opts.setdefault("skip_bad_files", True)  # a bad file is reported, never fatal (--set skip_bad_files=false)
         report = prepare_pku(_one_raw(args), out, version=int(target[-1]), workers=args.workers, **opts)
         print(report)
         return 0
