@@ -32,7 +32,7 @@ from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, eval_loader
 from stars.data.npz import SkeletonSplit
 from stars.data.splits import validation_holdout
-from stars.io import write_json, write_run_info
+from stars.io import content_fingerprint, write_json, write_run_info
 from stars.models.checkpoint import (
     build_checkpoint,
     detect_format,
@@ -389,6 +389,7 @@ def _fit_classifier(model, groups, task, optim, run, out, info, *, config, label
         model, groups, loader, classification_step(label_smoothing), optim, run, out, kind="classifier",
         config=dict(config), info=info, end_of_epoch=end_of_epoch, sync_batchnorm=True,
         checkpoint_extra=lambda: {"selection": selection.state_dict()},
+        data={"dataset_sha256": content_fingerprint(task.train.path)} if Path(task.train.path or "").is_file() else None,
     )
     if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
