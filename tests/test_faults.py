@@ -452,3 +452,27 @@ def test_a_checkpoint_with_nan_weights_is_refused_naming_the_tensor(stage1, data
     assert main(["eval", "knn", "--ckpt", str(bad), "--data", data, "--out", str(tmp_path / "knn")]) == 2
     assert "model.blocks.1.mlp.fc2.bias holds NaN or inf" in capsys.readouterr().err
     assert not (tmp_path / "knn" / "metrics.json").exists()
+
+
+def test_tune_resume_from_another_init_is_refused(data, stage1, tmp_path, capsys):
+    out = tmp_path / "stars"
+    base = ["tune", "stars", "--data", data, "--out", str(out), "--preset", "tiny", "--device", "cpu",
+            "--set", "run.epochs=1", "--set", "run.batch_size=32", "--set", "queue_size=64"]
+    assert main([*base, "--init", str(stage1 / "final.pt")]) == 0
+    before = snapshot(out)
+    state = torch.load(stage1 / "final.pt", weights_only=True)
+    state["model"]["norm.weight"] += 0.01
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    assert main([*base, "--init", str(other), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "data.init_sha256" in err and "--allow-changed" in err
+    assert snapshot(out) == before
+
+
+def test_fields_of_another_code_version_are_not_compared_on_resume():
+    from stars.train.engine import config_changes
+
+    old = {"optim": {"lr": 1e-3}, "run": {"epochs": 2, "progress": True}}
+    new = {"optim": {"lr": 2e-3, "new_field": 1}, "run": {"epochs": 2, "progress": False}}
+    assert config_changes(old, new) == {"optim.lr": [1e-3, 2e-3]}

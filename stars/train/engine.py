@@ -52,12 +52,13 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(before: Any, after: Any, ignore: tuple[str, ...] = RESUME_VOLATILE) -> dict[str, list]:
-    """Dotted key -> [before, after] for every differing field of two config (or data) dicts."""
+    """Dotted key -> [before, after] for every field of two config (or data) dicts that both have and that
+    differs (a field only one side has comes from another version of the code and is not compared)."""
     old, new = _flatten(before or {}), _flatten(after or {})
     return {
-        key: [old.get(key), new.get(key)]
-        for key in sorted(set(old) | set(new))
-        if key not in ignore and old.get(key) != new.get(key)
+        key: [old[key], new[key]]
+        for key in sorted(set(old) & set(new))
+        if key not in ignore and old[key] != new[key]
     }
 
 
