@@ -81,7 +81,7 @@ def case_zero_length_sequences(tmp_path, data):
 
 
 def case_bench_no_steps(tmp_path, data):
-    return ["bench", "--steps", "0", "--preset", "tiny", "--device", "cpu"], "--steps must be >= 1, got 0"
+    return ["bench", "--steps", "0", "--preset", "tiny", "--device", "cpu"], "need --steps >= 1"
 
 
 def case_unreadable_init_in_three_stage(tmp_path, data):
