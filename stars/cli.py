@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npy file (labels go to *_labels.npy)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--preset", default=None, help="encoder preset when --ckpt is omitted")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU; fp32: fp32 end to end")
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("flops", allow_abbrev=False, help="parameters and MACs with the paper's convention")

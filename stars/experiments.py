@@ -162,22 +162,24 @@ def _key(*parts: Any) -> str:
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
 
 
-def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckpt: bool = True) -> dict:
-    """The resolved config dict of a run, minus fields that do not change its result."""
-    from stars.config import apply_overrides, to_dict
+def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckpt: bool = True,
+              data: str | None = None) -> dict:
+    """The resolved config dict of a run (with the recipe of its dataset `data`), minus fields that do not
+    change its result."""
+    from stars.config import to_dict
 
     if kind == "pretrain":
-        from stars.train.pretrain import pretrain_preset
+        from stars.train.pretrain import resolve_pretrain_config
 
-        cfg = apply_overrides(pretrain_preset(method, preset), overrides)
+        cfg = resolve_pretrain_config(method, preset, data, overrides)
     elif kind == "tune":
-        from stars.train.tune import tune_preset
+        from stars.train.tune import resolve_tune_config
 
-        cfg = apply_overrides(tune_preset(method, preset), overrides)
+        cfg = resolve_tune_config(method, preset, data, overrides)
     else:
         from stars.eval.cli import resolve_config
 
-        cfg = resolve_config(method, preset, overrides, has_ckpt=has_ckpt)
+        cfg = resolve_config(method, preset, overrides, has_ckpt=has_ckpt, data=data)
     data = to_dict(cfg)
     for key in _VOLATILE:
         head, _, tail = key.partition(".")
@@ -233,7 +235,9 @@ class Experiment:
 
     def _run_dir(self, kind: str, method: str, overrides: list[str], data: str, init: str | None,
                  target: str | None = None) -> Path:
-        resolved = _resolved(kind, method, self.profile.preset, overrides, has_ckpt=init is not None)
+        evaluated = target if (kind == "eval" and method == "transfer") else data
+        resolved = _resolved(kind, method, self.profile.preset, overrides, has_ckpt=init is not None,
+                             data=evaluated)
         key = _key(kind, method, resolved, file_fingerprint(data),
                    file_fingerprint(init) if init else None, file_fingerprint(target) if target else None)
         return self.cache / f"{kind}-{method}-{key}"

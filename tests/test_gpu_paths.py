@@ -193,7 +193,7 @@ def one_process_group():
 
 def test_compile_then_ddp_order(one_process_group):
     model = _nnclr()
-    module = wrap_model(model, torch.device("cpu"), world_size=2, compile=True)
+    module = wrap_model(model, torch.device("cpu"), distributed=True, compile=True)
     assert isinstance(module, nn.parallel.DistributedDataParallel)
     assert module.module is model  # DDP wraps the model whose blocks were compiled in place
     assert all(getattr(block, "_compiled_call_impl", None) is not None for block in model.encoder.blocks)

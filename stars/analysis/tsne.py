@@ -48,6 +48,7 @@ class TSNEConfig:
     compare_ckpt: str = ""  # another checkpoint (e.g. after STARS tuning) shown as the last panel
     compare_label: str = "after tuning"
     dpi: int = 300
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # feature extraction (stars.precision)
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
@@ -181,14 +182,16 @@ def run_tsne(
     index = select_per_class(split.y, shown, cfg.per_class)
     subset = split.subset(index)
     encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.random_state)
-    features, labels = extract_features(encoder, subset, cfg.crop, cfg.batch_size, device)
+    features, labels = extract_features(encoder, subset, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
     panels = {cfg.label: (features, labels)}
     encoders = {"main": info}
     if cfg.random_projector:
         panels[f"{cfg.label} + random projector"] = (random_projector_features(features, cfg.random_state), labels)
     if cfg.compare_ckpt:
         other, other_info = load_encoder_for_eval(cfg.compare_ckpt, preset, device, seed=cfg.random_state)
-        panels[cfg.compare_label] = extract_features(other, subset, cfg.crop, cfg.batch_size, device)
+        panels[cfg.compare_label] = extract_features(
+            other, subset, cfg.crop, cfg.batch_size, device, precision=cfg.precision
+        )
         encoders["compare"] = other_info
     fig = tsne_figure(
         panels, shown, cfg.per_class, cfg.random_state, num_classes=split.num_classes,

@@ -54,6 +54,7 @@ from stars.data.npz import save_dataset
 from stars.data.ntu_names import (
     NTU60_MISSING_SKELETONS,
     NTU120_CLASS_NAMES,
+    NTU120_MISSING_SKELETONS,
     NTU120_MISSING_SKELETONS_COUNT,
 )
 from stars.io import atomic_write, atomic_write_bytes, remove_orphan_files
@@ -881,8 +882,8 @@ def prepare_ntu(
     workers: processes for parsing (default os.cpu_count(); 1 = in this process).
     resume: reuse per-file results cached in out_dir/cache/ (written every `shard_size` files).
     missing_list: file with the official "samples with missing skeletons" names; it replaces the
-        built-in list (the 302 NTU-60 names; the NTU-120 additions are not built in, see
-        stars.data.ntu_names). Listed samples are skipped and reported.
+        built-in list (302 names for NTU-60, 535 for NTU-120, see stars.data.ntu_names). Listed samples
+        are skipped and reported.
     limit: only the first `limit` files in name order (for trials).
     second_actor: "official" (zeros for NTU-60, copy of actor 1 for NTU-120, as the two official
         scripts do), "zeros" or "duplicate".
@@ -924,15 +925,12 @@ def prepare_ntu(
         if variant == "ntu120" and len(missing) != NTU120_MISSING_SKELETONS_COUNT:
             warnings.append(f"{missing_list} holds {len(missing)} names; the official NTU-120 list has "
                             f"{NTU120_MISSING_SKELETONS_COUNT}")
+    elif variant == "ntu120":
+        missing = frozenset(NTU120_MISSING_SKELETONS)
+        missing_source = f"built-in NTU-120 list ({len(missing)} names)"
     else:
         missing = frozenset(NTU60_MISSING_SKELETONS)
-        missing_source = "built-in NTU-60 list (302 names)"
-        if variant == "ntu120":
-            warnings.append(
-                "the 233 NTU-120 missing-skeleton names are not built in; pass the official "
-                "NTU_RGBD120_samples_with_missing_skeletons.txt as missing_list to reproduce the official "
-                "files exactly (files without any body are still skipped as 'no-body')"
-            )
+        missing_source = f"built-in NTU-60 list ({len(missing)} names)"
 
     tasks = []
     rows: dict[str, FileResult] = {}

@@ -25,6 +25,7 @@ from stars.eval.knn import KNN_PRESETS, run_knn
 from stars.eval.linear import LINEAR_PRESETS, run_linear
 from stars.eval.semi import SEMI_PRESETS, run_semi
 from stars.eval.transfer import TRANSFER_PRESETS, run_transfer
+from stars.recipes import detect_dataset, recipe_overrides
 from stars.rundir import run_folder
 
 
@@ -47,8 +48,11 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
-def resolve_config(protocol: str, preset: str, overrides: list[str] | None, *, has_ckpt: bool = True) -> Any:
-    """The protocol's config: preset, from-scratch rule for finetune without a checkpoint, then overrides."""
+def resolve_config(
+    protocol: str, preset: str, overrides: list[str] | None, *, has_ckpt: bool = True, data: str | None = None
+) -> Any:
+    """The protocol's config: preset, from-scratch rule for finetune without a checkpoint, the recipe of the
+    evaluated dataset `data` (`stars.recipes`, e.g. PKU-MMD's linear-probe batch and lr), then overrides."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
     presets = PROTOCOLS[protocol].presets
@@ -57,6 +61,7 @@ def resolve_config(protocol: str, preset: str, overrides: list[str] | None, *, h
     cfg = presets[preset]
     if protocol == "finetune" and not has_ckpt:
         cfg = from_scratch(cfg)
+    cfg = apply_overrides(cfg, recipe_overrides(detect_dataset(data), protocol))
     return apply_overrides(cfg, overrides or [])
 
 
@@ -94,7 +99,8 @@ def _run_protocol(protocol, *, ckpt, data, out, cfg, target_data, preset, resume
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=bool(args.ckpt))
+    evaluated = args.target_data if args.protocol == "transfer" else args.data
+    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=bool(args.ckpt), data=evaluated)
     metrics = run_protocol(
         args.protocol, ckpt=args.ckpt, data=args.data, out=args.out, cfg=cfg, target_data=args.target_data,
         preset=args.preset, resume=args.resume, device=args.device, overwrite=getattr(args, "overwrite", False),

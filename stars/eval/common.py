@@ -42,6 +42,7 @@ from stars.models.checkpoint import (
     save_checkpoint,
 )
 from stars.models.encoder import SkeletonEncoder, encoder_preset
+from stars.precision import autocast
 from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, OptimConfig, RunConfig, Trainer, unwrap
 
@@ -55,13 +56,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if isinstance(device, torch.device):
         return device
     return dist.pick_device(device or "auto")
-
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,11 +137,12 @@ def extract_features(
     *,
     feature_fn: FeatureFn | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features of every sample of a split, in file order.
 
-    Eval mode, no gradients, bf16 autocast on CUDA, centre crop (`crop` ratio, resized to the encoder's
-    frame count). feature_fn maps a batch x: (B, C, T, V, M) to (B, D) (default: `encoder(x)`, the mean
+    Eval mode, no gradients, `precision` (`stars.precision`: auto = bf16 autocast on CUDA), centre crop
+    (`crop` ratio, resized to the encoder's frame count). feature_fn maps a batch x: (B, C, T, V, M) to (B, D) (default: `encoder(x)`, the mean
     over persons and tokens after the final norm). -> (features (N, D) float32, labels (N,) int64).
     Only `encoder` is switched to eval mode (and restored afterwards); other modules that feature_fn
     uses must already be in the wanted mode.
@@ -169,7 +164,7 @@ def extract_features(
     features, labels = [], []
     try:
         for batch in tqdm(loader, desc="features", leave=False, disable=not progress, mininterval=2.0):
-            with _autocast(device):
+            with autocast(device, precision):
                 out = forward(batch["x"].to(device))
             features.append(out.float().cpu())
             labels.append(batch["y"].cpu())
@@ -236,18 +231,20 @@ def write_result(
 
 @torch.no_grad()
 def evaluate_classifier(
-    model: nn.Module, data: DeviceSplit, crop: CropConfig, batch_size: int = 256, *, progress: bool = False
+    model: nn.Module, data: DeviceSplit, crop: CropConfig, batch_size: int = 256, *, progress: bool = False,
+    precision: str = "auto",
 ) -> tuple[float, np.ndarray]:
-    """Top-1 accuracy (%) and predictions (N,) of `model` on every sample of `data` (centre crop)."""
+    """Top-1 accuracy (%) and predictions (N,) of `model` on every sample of `data` (centre crop), under
+    `precision` (`stars.precision`); the argmax is taken on fp32 logits."""
     module = unwrap(model)
     was_training = module.training
     module.eval()
     predictions = []
     try:
         for batch in tqdm(eval_loader(data, batch_size, crop), desc="evaluate", leave=False, disable=not progress):
-            with _autocast(data.device):
+            with autocast(data.device, precision):
                 logits = module(batch["x"])
-            predictions.append(logits.argmax(dim=1).cpu())
+            predictions.append(logits.float().argmax(dim=1).cpu())
     finally:
         module.train(was_training)
     predicted = torch.cat(predictions).numpy().astype(np.int64)
@@ -378,10 +375,14 @@ def _fit_classifier(model, groups, task, optim, run, out, info, *, config, label
         metrics: dict[str, float] = {}
         if dist.is_main_process():
             if val_data is not None:
-                metrics["val_top1"], _ = evaluate_classifier(module, val_data, task.crop, task.eval_batch_size)
+                metrics["val_top1"], _ = evaluate_classifier(
+                    module, val_data, task.crop, task.eval_batch_size, precision=run.precision
+                )
                 selection.update_val(metrics["val_top1"], epoch, module)
             if task.report_test_max:
-                metrics["test_top1"], _ = evaluate_classifier(module, test_data, task.crop, task.eval_batch_size)
+                metrics["test_top1"], _ = evaluate_classifier(
+                    module, test_data, task.crop, task.eval_batch_size, precision=run.precision
+                )
                 selection.update_test(metrics["test_top1"], epoch)
         return dist.broadcast_object(metrics)
 
@@ -414,7 +415,9 @@ def _fit_classifier(model, groups, task, optim, run, out, info, *, config, label
             ))
         else:
             evaluated = final_model
-        metrics["test_top1"], predictions = evaluate_classifier(evaluated, test_data, task.crop, task.eval_batch_size)
+        metrics["test_top1"], predictions = evaluate_classifier(
+            evaluated, test_data, task.crop, task.eval_batch_size, precision=run.precision
+        )
         metrics["selected_epoch"] = selected_epoch
         metrics["select"] = task.select
         if task.report_test_max:

@@ -14,6 +14,7 @@ from torch import nn
 
 from stars import dist
 from stars.methods.queue import FeatureQueue
+from stars.precision import at_least_fp32, fp32_island
 
 
 @torch.no_grad()
@@ -130,14 +131,16 @@ class MoCo(nn.Module):
             )
 
         negatives = self.queue.features.clone()  # (K, D); a copy, since enqueue below writes in place
-        positive_logits = (queries * keys).sum(dim=1, keepdim=True)  # (B, 1)
-        negative_logits = queries @ negatives.T  # (B, K)
-        if self.exclude_own_negatives:
-            own_entry = self.queue.ids.unsqueeze(0) == sample_ids.to(self.queue.ids.device).unsqueeze(1)
-            negative_logits = negative_logits.masked_fill(own_entry, float("-inf"))
-        logits = torch.cat([positive_logits, negative_logits], dim=1) / self.temperature
-        targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-        loss = F.cross_entropy(logits, targets)
+        with fp32_island(queries.device):  # logits and softmax in fp32, also under bf16 autocast
+            queries, keys = at_least_fp32(queries), at_least_fp32(keys)
+            positive_logits = (queries * keys).sum(dim=1, keepdim=True)  # (B, 1)
+            negative_logits = queries @ negatives.to(queries.dtype).T  # (B, K)
+            if self.exclude_own_negatives:
+                own_entry = self.queue.ids.unsqueeze(0) == sample_ids.to(self.queue.ids.device).unsqueeze(1)
+                negative_logits = negative_logits.masked_fill(own_entry, float("-inf"))
+            logits = torch.cat([positive_logits, negative_logits], dim=1) / self.temperature
+            targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+            loss = F.cross_entropy(logits, targets)
 
         with torch.no_grad():
             metrics = {

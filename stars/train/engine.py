@@ -31,6 +31,7 @@ from tqdm import tqdm
 from stars import dist
 from stars.config import to_dict
 from stars.io import MetricsCSV, atomic_torch_save
+from stars.precision import autocast_dtype, set_full_fp32
 
 CHECKPOINT_NAME = "checkpoint-last.pt"
 FINAL_NAME = "final.pt"
@@ -74,7 +75,8 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05  # used by groups that do not set their own
     momentum: float = 0.9  # SGD only
-    clip_grad: float = 0.0  # global L2 norm; 0 = no clipping
+    clip_grad: float = 0.0  # max L2 norm of the gradients; 0 = no clipping
+    clip_mode: Literal["global", "per-parameter"] = "global"  # per-parameter: each tensor clipped alone (official STARS)
 
     def __post_init__(self) -> None:
         for name in ("lr", "min_lr", "warmup_epochs", "weight_decay", "momentum", "clip_grad"):
@@ -91,7 +93,7 @@ class RunConfig:
     batch_size: int = 128  # global batch, split evenly over processes
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:1
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (stars.precision)
     compile: bool = False  # torch.compile every transformer block in place (regional compilation)
     checkpoint_every: int = 20  # epochs between checkpoints (and always at the end)
     progress: bool = True
@@ -161,14 +163,14 @@ def compile_regions(model: nn.Module) -> list[str]:
     return names
 
 
-def wrap_model(model: nn.Module, device: torch.device, world_size: int, *, compile: bool = False,
+def wrap_model(model: nn.Module, device: torch.device, distributed: bool, *, compile: bool = False,
                sync_batchnorm: bool = True) -> nn.Module:
-    """The module the training loop calls: compiled regions first, then (several processes)
-    SyncBatchNorm on CUDA and DistributedDataParallel around the whole model, so the collectives of
-    DDP and of the losses stay outside the compiled code."""
+    """The module the training loop calls: compiled regions first, then (in a process group, as under
+    torchrun) SyncBatchNorm on CUDA and DistributedDataParallel around the whole model, so the
+    collectives of DDP and of the losses stay outside the compiled code."""
     if compile:
         compile_regions(model)
-    if world_size <= 1:
+    if not distributed:
         return model
     module = model
     if sync_batchnorm and device.type == "cuda":
@@ -241,10 +243,11 @@ class Trainer:
         self.loader = loader
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(groups, optim)
-        self.module = wrap_model(self.model, self.device, self.info.world_size, compile=run.compile,
+        self.module = wrap_model(self.model, self.device, dist.is_distributed(), compile=run.compile,
                                  sync_batchnorm=sync_batchnorm)
-        use_bf16 = run.precision == "bf16" or (run.precision == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.autocast_dtype = autocast_dtype(run.precision, self.device)
+        if run.precision == "fp32":
+            set_full_fp32(self.device)  # no TF32 either: fp32 end to end
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
         self.start_epoch = 0
         self.last_saved_epoch: int | None = None
@@ -357,7 +360,11 @@ class Trainer:
                 loss.backward()
                 if optim.clip_grad > 0:
                     params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-                    torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
+                    if optim.clip_mode == "per-parameter":
+                        for param in params:
+                            torch.nn.utils.clip_grad_norm_(param, optim.clip_grad)
+                    else:
+                        torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
                 self.optimizer.step()
                 if self.after_step is not None:
                     self.after_step(unwrap(self.module), epoch * steps_per_epoch + it)

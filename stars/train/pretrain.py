@@ -25,6 +25,7 @@ from stars.io import content_fingerprint, resume_history, write_run_info
 from stars.methods.param_groups import pretrain_param_groups
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig
 from stars.models.mamp import MAMPConfig, MaskedMotionModel
+from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
 from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
@@ -34,6 +35,8 @@ class PretrainConfig:
     """Everything a stage-1 run depends on; written to RUN_DIR/config.yaml and into checkpoints."""
 
     method: str = "mamp"  # mamp | mae
+    # per-dataset released settings (stars.recipes): auto = from the dataset file name; none = off
+    dataset_preset: str = "auto"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     mamp: MAMPConfig = field(default_factory=MAMPConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, min_lr=5e-4, warmup_epochs=20.0))
@@ -43,6 +46,9 @@ class PretrainConfig:
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(random_rot=0.3))
 
     def __post_init__(self) -> None:
+        if self.dataset_preset != "auto" and self.dataset_preset not in DATASET_RECIPES:
+            raise ValueError(f"dataset_preset must be auto or one of {sorted(DATASET_RECIPES)}, "
+                             f"got {self.dataset_preset!r}")
         if self.method not in ("mamp", "mae"):
             raise ValueError(f"method must be mamp or mae, got {self.method!r}")
 
@@ -77,6 +83,16 @@ def pretrain_preset(method: str = "mamp", preset: str = "paper") -> PretrainConf
     if method == "mae":
         cfg = dataclasses.replace(cfg, mamp=_mae(cfg.mamp))
     return cfg
+
+
+def resolve_pretrain_config(method: str, preset: str, data: str | Path | None, overrides=()) -> PretrainConfig:
+    """Method and size preset, then the dataset's recipe (`stars.recipes`: decoder depth and motion-aware
+    tau per dataset), then the user's overrides; `dataset_preset` holds the recipe used."""
+    base = pretrain_preset(method, preset)
+    requested = apply_overrides(base, overrides).dataset_preset
+    name = resolve_dataset_preset(requested, data)
+    cfg = apply_overrides(base, recipe_overrides(name, "pretrain", method, preset))
+    return dataclasses.replace(apply_overrides(cfg, overrides), dataset_preset=name)
 
 
 def _mamp_step(model, batch):
@@ -149,11 +165,14 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
 
 
 def main(args) -> int:
-    cfg = pretrain_preset(args.method, args.preset)
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"run.device={args.device}")
-    cfg = apply_overrides(cfg, overrides)
+    cfg = resolve_pretrain_config(args.method, args.preset, args.data, overrides)
+    if dist.is_main_process():
+        recipe = recipe_overrides(cfg.dataset_preset, "pretrain", cfg.method, args.preset)
+        print(f"dataset preset: {cfg.dataset_preset} {recipe}; decoder depth {cfg.mamp.decoder_depth}, "
+              f"tau {cfg.mamp.motion_aware_tau}, epochs {cfg.run.epochs}", flush=True)
     path = run_pretraining(cfg, args.data, args.out, resume=args.resume, overwrite=getattr(args, "overwrite", False),
                            allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
