@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stars.config import ConfigError
-from stars.io import content_fingerprint
+from stars.io import content_fingerprint, write_json
 from stars.results import RESULTS_ROOT, write_figure, write_table
 from stars.rundir import RunLock
 
@@ -63,9 +63,8 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
     def prepare() -> None:
-        with RunLock(folder, wait=True):  # one notebook writes the data, the others wait for it
-            if not (xsub.exists() and xview.exists()):
-                prepare_synthetic(folder, seed=0, **options)
+        prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options}, [xsub, xview],
+                     lambda: prepare_synthetic(folder, seed=0, **options))
 
     datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
     if small:
@@ -127,18 +126,37 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
     out = cache_root / "data" / "real"
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
 
+    def make() -> None:
+        prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+        prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+
     def prepare() -> None:
-        with RunLock(out, wait=True):
-            if not utd.exists():
-                prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
-            if not ucla.exists():
-                prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+        prepare_once(out, {"raw": str(folder.resolve()), "layout": "kinect_v1_20"}, [utd, ucla], make)
 
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
     return Profile(name=name, preset="paper", datasets=datasets, pretrain=("encoder.num_joints=20",),
                    tune=("encoder.num_joints=20",), prepare=prepare,
                    description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
+
+
+PREPARED_STAMP = ".stars-prepared.json"
+
+
+def prepare_once(folder: Path, stamp: dict[str, Any], outputs: list[Path], make) -> None:
+    """Run `make()` to write `outputs` into `folder` unless they exist and were made from `stamp` (the raw
+    folder and options): data made from another raw folder or with other options is made again. Holds the
+    folder's lock, so one notebook prepares and the others wait for it."""
+    marker = folder / PREPARED_STAMP
+    with RunLock(folder, wait=True):
+        try:
+            made_from = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            made_from = None
+        if made_from == json.loads(json.dumps(stamp)) and all(path.exists() for path in outputs):
+            return
+        make()
+        write_json(marker, stamp)
 
 
 def default_cache_root() -> Path:
