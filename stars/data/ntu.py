@@ -971,6 +971,7 @@ def prepare_ntu(
     length = max([num_frames, *(rows[n].joints.shape[0] for n in ok_names)])
     report_csv = out_dir / "prepare_report.csv"
     summary_json = out_dir / "prepare_summary.json"
+    _write_report_csv(report_csv, in_variant, files, rows, problems)  # first: it survives a failure below
     if ok_names:
         ids = [parse_sample_name(n) for n in ok_names]
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".assembly-") as scratch:
@@ -1002,7 +1003,6 @@ def prepare_ntu(
         files_per_second=round(len(pending) / parse_seconds, 1) if pending and parse_seconds > 0 else 0.0,
         report_csv=str(report_csv), summary_json=str(summary_json),
     )  # fmt: skip
-    _write_report_csv(report_csv, in_variant, files, rows, problems)
     summary = asdict(report)
     summary["skipped"] = [{"file": f, "reason": r, "detail": d} for f, r, d in skipped]
     summary.update(raw_dirs=[str(d) for d in raw_dirs], files_found=len(files), files_outside_variant=outside,
