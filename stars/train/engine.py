@@ -382,7 +382,7 @@ class Trainer:
                 where = (f"the last checkpoint ({last}, epoch {self.last_saved_epoch}) is from before it; "
                          "lower optim.lr or enable optim.clip_grad and rerun with --resume --allow-changed"
                          if self.last_saved_epoch is not None else
-                         "no checkpoint was written; lower optim.lr or enable optim.clip_grad and start again")
+                         "no checkpoint was written; lower optim.lr or enable optim.clip_grad and start again with --overwrite")
                 raise FloatingPointError(f"{self.kind}: the loss became non-finite in epoch {epoch}; {where}")
             row = {"epoch": epoch, **{k: float(v) / max(count, 1) for k, v in totals.items()}}
             row["lr"] = lr
