@@ -183,7 +183,7 @@ def run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 
         from stars.data.synthetic import prepare_synthetic
 
         folder = Path(tempfile.mkdtemp(prefix="stars-bench-"))
-        prepare_synthetic(folder, seed=0, num_subjects=4)
+        prepare_synthetic(folder, seed=0, num_subjects=10)
         data = str(folder / "SYN_XSub.npz")
     split = load_split(data, "train")
     if len(split) < batch_size:
