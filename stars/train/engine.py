@@ -35,8 +35,8 @@ from stars.precision import autocast_dtype, set_full_fp32
 
 CHECKPOINT_NAME = "checkpoint-last.pt"
 FINAL_NAME = "final.pt"
-# config fields that may change on resume without changing what the run learns
-RESUME_VOLATILE = ("run.progress", "run.device", "run.checkpoint_every", "run.compile")
+# config fields (by name, at any depth) that may change on resume without changing what the run learns
+RESUME_VOLATILE = ("progress", "device", "checkpoint_every", "compile")
 
 
 class ResumeError(ValueError):
@@ -59,7 +59,7 @@ def config_changes(before: Any, after: Any, ignore: tuple[str, ...] = RESUME_VOL
     return {
         key: [old[key], new[key]]
         for key in sorted(set(old) & set(new))
-        if key not in ignore and old[key] != new[key]
+        if key.rsplit(".", 1)[-1] not in ignore and old[key] != new[key]
     }
 
 
