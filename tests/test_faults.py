@@ -313,6 +313,8 @@ def test_a_run_folder_is_never_overwritten_and_never_the_folder_of_an_input(data
         (["eval", "knn", "--ckpt", init, "--data", data, "--out", str(stage1), "--preset", "tiny"],
          "lies inside the output folder"),
         (["eval", "knn", "--data", data, "--out", str(stage1), "--preset", "tiny"], "already holds a run"),
+        (["features", "--ckpt", init, "--data", data, "--out", str(stage1 / "run.npy")],
+         "its provenance file run.json would replace a run's records"),
     ]
     for argv, message in attempts:
         assert main(argv) == 2, argv
