@@ -392,6 +392,7 @@ def test_hostile_raw_files_are_skipped_and_reported_by_name(raw, tmp_path, monke
     with open(os.fsencode(raw) + b"/S001C001P001R001A\xff01.skeleton", "wb") as handle:  # not UTF-8
         handle.write(good[1].read_bytes())
     (raw / "S001C001P009R001A002.skeleton").symlink_to(raw / "nowhere")
+    os.mkfifo(raw / "S001C001P009R001A004.skeleton")  # opening it would block forever
     unreadable = raw / "S001C001P009R001A003.skeleton"
     unreadable.write_bytes(good[2].read_bytes())
     unreadable.chmod(0)
@@ -411,7 +412,8 @@ def test_hostile_raw_files_are_skipped_and_reported_by_name(raw, tmp_path, monke
     assert skipped["S001C001P009R001A001.skeleton"][0] == "non-finite"
     assert "'1e39' overflows float32" in skipped["S001C001P009R001A001.skeleton"][1]
     assert skipped["S001C001P001R001A\\xff01.skeleton"][0] == "bad-name"
-    assert skipped["S001C001P009R001A002.skeleton"][0] == "unreadable"
+    assert skipped["S001C001P009R001A002.skeleton"] == ("unreadable", "dangling symbolic link")
+    assert skipped["S001C001P009R001A004.skeleton"] == ("unreadable", "not a regular file")
     assert skipped["S001C001P009R001A003.skeleton"] == ("unreadable", "cannot read the file (Permission denied)")
     assert summary["num_ok"] == len(good)
     report = (out / "prepare_report.csv").read_text()

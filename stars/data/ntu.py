@@ -801,7 +801,10 @@ def discover_skeleton_files(raw_dirs: Sequence[str | os.PathLike]) -> tuple[dict
                     continue
                 path = Path(folder) / file_name
                 stem = file_name[: -len(".skeleton")]
-                if SAMPLE_NAME.match(stem) is None:
+                if not path.is_file():  # a dangling link, a FIFO or device: never opened (a FIFO would block)
+                    detail = "dangling symbolic link" if path.is_symlink() and not path.exists() else "not a regular file"
+                    problems.append((printable_path(path), "unreadable", detail))
+                elif SAMPLE_NAME.match(stem) is None:
                     problems.append((printable_path(path), "bad-name", "not SsssCcccPpppRrrrAaaa.skeleton"))
                 elif stem in files:
                     problems.append((printable_path(path), "duplicate", f"same sample as {printable_path(files[stem])}"))
