@@ -8,9 +8,12 @@ A profile fixes the data and the sizes of every run:
     paper  NTU-60/120 and PKU-MMD npz files from a folder (DATA), the paper's hyperparameters; GPU
 
 Stage-1 and stage-2 checkpoints shared by several tables are trained once: every run lives in
-`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes the resolved config, the dataset
-file and the initial checkpoint. A changed parameter changes the key of that run and of the runs
-that start from it, and of nothing else. Interrupted runs resume from their last checkpoint.
+`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes CACHE_VERSION, the resolved config
+and the contents (SHA-256) of the dataset file and the initial checkpoint. A changed parameter changes
+the key of that run and of the runs that start from it, and of nothing else. A run is complete when its
+`final.pt` / `metrics.json` exists (both written atomically, last); an interrupted run resumes from its
+last checkpoint. Each run folder is locked while it is checked and trained: a second notebook that
+needs the same run waits for it instead of training it twice.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -28,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from stars.config import ConfigError
+from stars.io import content_fingerprint, content_sha256, write_json
 from stars.results import RESULTS_ROOT, write_figure, write_table
+from stars.rundir import RunLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("smoke", "demo", "real", "paper")
@@ -61,8 +65,8 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
     def prepare() -> None:
-        if not (xsub.exists() and xview.exists()):
-            prepare_synthetic(folder, seed=0, **options)
+        prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options}, [xsub, xview],
+                     lambda: prepare_synthetic(folder, seed=0, **options))
 
     datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
     if small:
@@ -127,11 +131,12 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
     out = cache_root / "data" / "real"
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
 
+    def make() -> None:
+        prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+        prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+
     def prepare() -> None:
-        if not utd.exists():
-            prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
-        if not ucla.exists():
-            prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+        prepare_once(out, {"raw": str(folder.resolve()), "layout": "kinect_v1_20"}, [utd, ucla], make)
 
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
@@ -140,43 +145,42 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
                    description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
 
 
+PREPARED_STAMP = ".stars-prepared.json"
+
+
+def prepare_once(folder: Path, stamp: dict[str, Any], outputs: list[Path], make) -> None:
+    """Run `make()` to write `outputs` into `folder` unless they exist and were made from `stamp` (the raw
+    folder and options): data made from another raw folder or with other options is made again. Holds the
+    folder's lock, so one notebook prepares and the others wait for it."""
+    marker = folder / PREPARED_STAMP
+    with RunLock(folder, wait=True):
+        try:
+            made_from = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            made_from = None
+        if made_from == json.loads(json.dumps(stamp)) and all(path.exists() for path in outputs):
+            return
+        make()
+        write_json(marker, stamp)
+
+
 def default_cache_root() -> Path:
     return Path(os.environ.get("STARS_CACHE", REPO_ROOT / "cache"))
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated.
-    Memoised per (path, size, mtime), since every cached-run lookup asks for it."""
-    stat = Path(path).stat()
-    return _fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """SHA-256 of the whole file (memoised per path, size, mtime and inode): the cache keys change with
+    any change of a dataset or checkpoint, wherever in the file."""
+    return content_fingerprint(path)
 
 
-@functools.lru_cache(maxsize=256)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(4 << 20))
-        if size > 8 << 20:
-            handle.seek(size - (4 << 20))
-            digest.update(handle.read())
-    return digest.hexdigest()[:16]
+# Raise when a change of the training or evaluation code changes results: every cached run is redone.
+CACHE_VERSION = 2
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}.
-    Memoised per (path, size, mtime) within a process."""
-    stat = Path(path).stat()
-    return {"file": Path(path).name, "bytes": stat.st_size,
-            "sha256": _content_hash(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)}
-
-
-@functools.lru_cache(maxsize=256)
-def _content_hash(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(16 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}."""
+    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": content_sha256(path)}
 
 
 def keep_eval_checkpoints() -> bool:
@@ -205,7 +209,7 @@ def check_device(device: str | None) -> str | None:
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
@@ -340,10 +344,11 @@ class Experiment:
         items = self._overrides("pretrain", method, overrides)
         run_dir = self._run_dir("pretrain", method, items, data, None)
         final = run_dir / "final.pt"
-        if not final.exists():
-            with self._logged(run_dir):
-                main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
-                                        resume=True, overrides=items, device=self.device))
+        with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
+            if not final.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
+                                            resume=True, overrides=items, device=self.device))
         return str(final)
 
     def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
@@ -354,11 +359,12 @@ class Experiment:
         items = self._overrides("tune", method, overrides)
         run_dir = self._run_dir("tune", method, items, data, init)
         final = run_dir / "final.pt"
-        if not final.exists():
-            with self._logged(run_dir):
-                main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
-                                        preset=self.profile.preset, resume=True, overrides=items,
-                                        device=self.device))
+        with RunLock(run_dir, wait=True):
+            if not final.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
+                                            preset=self.profile.preset, resume=True, overrides=items,
+                                            device=self.device))
         return str(final)
 
     def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
@@ -371,14 +377,15 @@ class Experiment:
         items = self._overrides("eval", protocol, overrides)
         run_dir = self._run_dir("eval", protocol, items, data, ckpt, target_data)
         metrics = run_dir / "metrics.json"
-        if not metrics.exists():
-            with self._logged(run_dir):
-                main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
-                                        out=str(run_dir), preset=self.profile.preset, resume=True,
-                                        overrides=items, device=self.device))
-            if not keep_eval_checkpoints():
-                for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
-                    checkpoint.unlink()
+        with RunLock(run_dir, wait=True):
+            if not metrics.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
+                                            out=str(run_dir), preset=self.profile.preset, resume=True,
+                                            overrides=items, device=self.device))
+                if not keep_eval_checkpoints():
+                    for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
+                        checkpoint.unlink()
         result = json.loads(metrics.read_text())
         result["_dir"] = str(run_dir)
         return result

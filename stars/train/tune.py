@@ -27,7 +27,7 @@ from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
 from stars.data.npz import load_split
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
-from stars.io import atomic_torch_save, write_run_info
+from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
 from stars.methods.dino import DINO, teacher_momentum_schedule
 from stars.methods.mamp_nnclr import DECODER_PREFIXES, MAMPNNCLR, MaskedMotionEncoder
 from stars.methods.moco import MoCo
@@ -44,6 +44,7 @@ from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
 from stars.models.heads import ProjectorPredictor
 from stars.models.mamp import MAMPConfig
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
+from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -293,11 +294,20 @@ def _step_fn(cfg: TuneConfig):
 
 
 def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | Path, *,
-               resume: bool = False) -> Path:
-    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor)."""
+               resume: bool = False, overwrite: bool = False, allow_changed: bool = False) -> Path:
+    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor).
+
+    `out` may not contain `init`; an `out` that holds a run needs `resume` (a changed config, dataset or
+    init is refused unless `allow_changed`) or `overwrite`; see `stars.rundir.run_folder`."""
     out = Path(out)
     if cfg.method != "nnclr" and init is None:
         raise ValueError(f"tune {cfg.method}: --init (a stage-1 checkpoint) is required")
+    with run_folder(out, resume=resume, overwrite=overwrite, inputs=[("--init", init)]) as folder:
+        return _tune(cfg, init, data, out, folder.resume, allow_changed)
+
+
+def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume: bool,
+          allow_changed: bool) -> Path:
     info = dist.init_distributed(cfg.run.device)
     world = info.world_size
     if cfg.run.batch_size % world:
@@ -336,13 +346,7 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         rank=info.rank,
         world_size=world,
     )
-    if dist.is_main_process():
-        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
-                       world_size=world, num_train=len(train_split),
-                       num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
-                       monitor="none" if monitor_parts is None else (
-                           "held-out" if monitor_parts[1] is not None else "leave-one-out"),
-                       encoder=dataclasses.asdict(enc_cfg))
+    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
     after_step = _teacher_update(cfg, cfg.run.epochs, len(loader))
@@ -377,18 +381,28 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     if cfg.workflow == "two-step":
         head_dir = out / "head"
         if not (head_dir / FINAL_NAME).exists():
-            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind)
-        state = torch.load(head_dir / FINAL_NAME, map_location="cpu", weights_only=True)
+            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
+                        data_id)
+        state = load_checkpoint_file(head_dir / FINAL_NAME)
         model.load_state_dict(state["model"])
 
     groups = param_groups(cfg, model, heads, encoder)
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, cfg.run, out, kind=kind, config=config,
-                      info=info, after_step=after_step, end_of_epoch=monitor)
+                      info=info, after_step=after_step, end_of_epoch=monitor, data=data_id)
+    resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        epoch = trainer.resume(allow_changed=allow_changed)  # validated before anything is written
+        resumes = resume_history(out, epoch, trainer.resume_changes)
         column = {"test": "test_knn_best", "monitor": "monitor_knn_best"}.get(cfg.select)
         scores = [float(r[column]) for r in trainer.metrics.rows() if r.get(column)] if column else []
         best["value"] = max(scores, default=-1.0)  # best.pt already holds that epoch
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
+                       world_size=world, num_train=len(train_split),
+                       num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
+                       monitor="none" if monitor_parts is None else (
+                           "held-out" if monitor_parts[1] is not None else "leave-one-out"),
+                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes)
     trainer.fit()
     if test_split is not None and dist.is_main_process():
         write_test_max(out)
@@ -439,7 +453,8 @@ def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
     return after_step
 
 
-def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind) -> None:
+def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
+                data_id) -> None:
     """Two-step workflow, first step (Appendix A phase 2, the released second stage): train only the head
     (and fill the queue) on the frozen encoder."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
@@ -457,9 +472,9 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
 
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind=f"{kind}-head",
                       config=config, info=info, end_of_epoch=converge,
-                      after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)))
+                      after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)), data=data_id)
     if resume and (head_dir / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        trainer.resume(allow_changed=allow_changed)
     trainer.fit()
 
 
@@ -472,7 +487,8 @@ def main(args) -> int:
         recipe = recipe_overrides(cfg.dataset_preset, "tune", cfg.method, args.preset)
         print(f"dataset preset: {cfg.dataset_preset} {recipe}; workflow {cfg.workflow}, alpha {cfg.alpha}, "
               f"lr {cfg.optim.lr}, epochs {cfg.run.epochs}, global batch {cfg.run.batch_size}", flush=True)
-    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume)
+    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume,
+                      overwrite=getattr(args, "overwrite", False), allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
         print(f"selected checkpoint: {path}")
     return 0
