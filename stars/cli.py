@@ -86,11 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flops", allow_abbrev=False, help="parameters and MACs with the paper's convention")
     p.add_argument("model", choices=("mamp", "stars", "all"))
 
-    p = sub.add_parser("bench", allow_abbrev=False, help="throughput of the feeder, pretraining and tuning")
+    p = sub.add_parser("bench", allow_abbrev=False,
+                       help="time our feeder, pretraining, tuning and evaluation steps against a baseline")
     p.add_argument("--data", default=None, help="dataset npz (default: a generated synthetic one)")
     p.add_argument("--preset", default="paper")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per side (alternating; the median is kept)")
+    p.add_argument("--workloads", default="feeder,pretrain,tune,eval", help="comma-separated subset")
+    p.add_argument("--against-official", default=None, metavar="DIR",
+                   help="a checkout of the official MAMP or STARS code to time against (default: our reference path)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="our side's precision (auto: bf16 autocast on CUDA, fp32 on CPU); the baseline runs fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile our side")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write the measurements as JSON here")
     return parser

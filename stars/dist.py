@@ -48,8 +48,9 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group when started by torchrun (env RANK/WORLD_SIZE), else run alone."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+    """Join the process group when started by torchrun (env RANK/WORLD_SIZE, even a world of one process:
+    the distributed code path then runs as it would on several GPUs), else run alone."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ:
         rank = int(os.environ["RANK"])
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         world_size = int(os.environ["WORLD_SIZE"])

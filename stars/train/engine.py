@@ -67,7 +67,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:1
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (stars.precision)
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile every transformer block in place (regional compilation)
     checkpoint_every: int = 20  # epochs between checkpoints (and always at the end)
     progress: bool = True
 
@@ -101,7 +101,10 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
         group.setdefault("weight_decay", cfg.weight_decay)
         group["lr"] = cfg.lr * group["lr_scale"]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        try:  # one fused kernel for every parameter (CUDA, and the CPU in recent PyTorch): same update rule
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
@@ -111,6 +114,48 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
+
+
+def compile_regions(model: nn.Module) -> list[str]:
+    """torch.compile every transformer `Block` of `model` in place; -> the compiled module names.
+
+    The compiled regions are the blocks (nearly all of the arithmetic): pure tensor code with no
+    collective, no data-dependent branch and no host synchronisation, so they compile without graph
+    breaks, and the compiled code of one block serves them all (one compilation, not one per block).
+    Everything that must stay eager stays outside: the all-gathers of the contrastive losses, the queue
+    look-ups with their checks, the losses. Compiling in place keeps parameter names (and checkpoint
+    keys) unchanged. Call it before wrapping the model in DistributedDataParallel.
+    """
+    from stars.models.blocks import Block
+
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, Block):
+            module.compile()
+            names.append(name)
+    return names
+
+
+def wrap_model(model: nn.Module, device: torch.device, distributed: bool, *, compile: bool = False,
+               sync_batchnorm: bool = True) -> nn.Module:
+    """The module the training loop calls: compiled regions first, then (in a process group, as under
+    torchrun) SyncBatchNorm on CUDA and DistributedDataParallel around the whole model, so the
+    collectives of DDP and of the losses stay outside the compiled code."""
+    if compile:
+        compile_regions(model)
+    if not distributed:
+        return model
+    module = model
+    if sync_batchnorm and device.type == "cuda":
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    elif sync_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        warnings.warn(
+            "SyncBatchNorm needs CUDA: BatchNorm statistics are per process in this CPU run",
+            stacklevel=3,
+        )
+    return nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+    )
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -166,22 +211,8 @@ class Trainer:
         self.loader = loader
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(groups, optim)
-        self.module = self.model
-        if self.info.world_size > 1:
-            if sync_batchnorm and self.device.type == "cuda":
-                self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
-            elif sync_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-                warnings.warn(
-                    "SyncBatchNorm needs CUDA: BatchNorm statistics are per process in this CPU run",
-                    stacklevel=2,
-                )
-            self.module = nn.parallel.DistributedDataParallel(
-                self.module,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
-            )
-        if run.compile:
-            self.module = torch.compile(self.module)
+        self.module = wrap_model(self.model, self.device, dist.is_distributed(), compile=run.compile,
+                                 sync_batchnorm=sync_batchnorm)
         self.autocast_dtype = autocast_dtype(run.precision, self.device)
         if run.precision == "fp32":
             set_full_fp32(self.device)  # no TF32 either: fp32 end to end
