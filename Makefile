@@ -27,8 +27,8 @@ setup: $(BIN)/python  ## create .venv, install torch + the package (editable) + 
 	$(BIN)/python -m ipykernel install --user --name stars --display-name "Python (stars)"
 	@echo "set-up done: $(BIN)/stars --help"
 
-tables:  ## run every notebook with papermill (PROFILE=demo|real|paper, DATA=DIR) into results/
-	$(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+tables:  ## run every notebook with papermill (PROFILE=demo|real|paper, DATA=DIR, SET="scope:key=value ...") into results/
+	$(if $(SET),STARS_OVERRIDES="$(SET)") $(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q

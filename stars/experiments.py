@@ -46,6 +46,7 @@ class Profile:
     semi_runs: int = 5
     description: str = ""
     prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
+    env: dict[str, tuple[str, ...]] = field(default_factory=dict)  # STARS_OVERRIDES, applied last per scope
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
@@ -156,9 +157,10 @@ OVERRIDES_ENV = "STARS_OVERRIDES"
 
 
 def env_overrides(text: str | None = None) -> tuple[str | None, dict[str, tuple[str, ...]]]:
-    """Parse `STARS_OVERRIDES` (or `text`): whitespace-separated `SCOPE:KEY=VALUE` items added to every run
-    of that scope in any profile (SCOPE = pretrain, tune or an evaluation protocol), and optionally
-    `preset=NAME` to change the profile's size preset. -> (preset or None, {scope: items}).
+    """Parse `STARS_OVERRIDES` (or `text`): whitespace-separated `SCOPE:KEY=VALUE` items applied to every run
+    of that scope in any profile, after the profile's and the notebook's own values (SCOPE = pretrain, tune
+    or an evaluation protocol), and optionally `preset=NAME` to change the profile's size preset.
+    -> (preset or None, {scope: items}).
 
     Example, the paper profile on small files in minutes: `STARS_OVERRIDES="preset=tiny pretrain:run.epochs=1
     tune:run.epochs=1 tune:head_epochs=1 linear:epochs=1 finetune:epochs=1 semi:finetune.epochs=1"`.
@@ -183,16 +185,13 @@ def env_overrides(text: str | None = None) -> tuple[str | None, dict[str, tuple[
 
 
 def _with_env_overrides(profile: Profile) -> Profile:
+    """The profile with `STARS_OVERRIDES` recorded: its size preset, and its scoped items, which every run
+    of that scope applies after the notebook's own values (`Experiment._overrides`)."""
     preset, scoped = env_overrides()
     if preset is None and not scoped:
         return profile
-    evaluation = dict(profile.evaluation)
-    for scope, items in scoped.items():
-        if scope not in ("pretrain", "tune"):
-            evaluation[scope] = tuple(evaluation.get(scope, ())) + items
     return dataclasses.replace(
-        profile, preset=preset or profile.preset, evaluation=evaluation,
-        pretrain=tuple(profile.pretrain) + scoped.get("pretrain", ()), tune=tuple(profile.tune) + scoped.get("tune", ()),
+        profile, preset=preset or profile.preset, env=scoped,
         description=f"{profile.description}; {OVERRIDES_ENV}={os.environ.get(OVERRIDES_ENV, '')}",
     )
 
@@ -293,6 +292,7 @@ class Experiment:
         if base is None:
             base = self.profile.evaluation.get(method, ())
         items = list(base) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        items += self.profile.env.get(kind if kind in ("pretrain", "tune") else method, ())  # STARS_OVERRIDES last
         if kind in ("pretrain", "tune"):
             items.append(f"run.progress={self.progress}")
         return items

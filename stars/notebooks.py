@@ -52,11 +52,15 @@ def run_notebook(source: Path, output: Path, parameters: dict, timeout: int | No
 
 
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
-            device: str | None = None, folder: Path = NOTEBOOK_DIR) -> int:
+            device: str | None = None, folder: Path = NOTEBOOK_DIR, plan: bool = True) -> int:
     """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed."""
     from stars.results import RESULTS_ROOT, update_index, update_readme
 
     os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+    if plan and profile == "paper":  # hours of GPU time: say what will be trained first
+        from stars.plan import print_plan
+
+        print_plan(profile, data, only, device)
     results = Path(out_dir) if out_dir else RESULTS_ROOT / profile
     failures, times = [], {}
     for source in list_notebooks(Path(folder), only=only):
@@ -96,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help="notebook names (default: all)")
     p.add_argument("--out", default=None, help="results folder (default: results/<profile>)")
     p.add_argument("--device", default=None)
+    p.add_argument("--no-plan", action="store_true", help="paper profile: skip the plan and time estimate")
     p = sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":
         for path in list_notebooks():
             print(path.stem)
         return 0
-    return run_all(args.profile, args.data, args.only, args.out, args.device)
+    return run_all(args.profile, args.data, args.only, args.out, args.device, plan=not args.no_plan)
 
 
 if __name__ == "__main__":

@@ -215,4 +215,23 @@ def format_plan(runs: list[PlannedRun], speeds: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PlannedRun", "plan_profile", "split_sizes", "bench_speeds", "estimate_seconds", "format_plan"]
+def print_plan(profile: str, data: str | None, only: list[str] | None = None, device: str | None = None,
+               bench: bool = True) -> list[PlannedRun]:
+    """Print the datasets and runs `make tables` will train for `profile` and, with `bench`, their estimated
+    time from a short `stars bench` on this machine at the profile's size preset and precision."""
+    from stars.experiments import get_profile
+    from stars.notebooks import list_notebooks
+
+    chosen = get_profile(profile, data)
+    runs = plan_profile(profile, data, list_notebooks(only=only))
+    speeds = None
+    if bench and runs:
+        precision = "fp32" if "run.precision=fp32" in chosen.tune else "auto"
+        speeds = bench_speeds(device, precision, chosen.preset)
+    print(f"[plan] profile {profile}: {chosen.description}")
+    print("\n".join(f"[plan] {line}" for line in format_plan(runs, speeds).splitlines()), flush=True)
+    return runs
+
+
+__all__ = ["PlannedRun", "plan_profile", "split_sizes", "bench_speeds", "estimate_seconds", "format_plan",
+           "print_plan"]

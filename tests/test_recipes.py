@@ -123,8 +123,13 @@ def test_paper_profile_applies_the_released_switches_and_needs_all_four_files(tm
     assert {"xsub", "xview", "ntu120", "pku", "fewshot", "transfer_source", "transfer_target"} <= set(profile.datasets)
     monkeypatch.setenv("STARS_OVERRIDES", "preset=tiny tune:run.epochs=1 linear:epochs=2")
     shortened = get_profile("paper", tmp_path)
-    assert shortened.preset == "tiny" and shortened.tune[-1] == "run.epochs=1"
-    assert shortened.evaluation["linear"][-1] == "epochs=2"
+    assert shortened.preset == "tiny" and shortened.env == {"tune": ("run.epochs=1",), "linear": ("epochs=2",)}
+    from stars.experiments import Experiment
+
+    exp = Experiment.__new__(Experiment)
+    exp.profile, exp.progress = shortened, False
+    items = exp._overrides("eval", "linear", {"epochs": 100})
+    assert items.index("epochs=2") > items.index("epochs=100")  # applied after the notebook's own value
     monkeypatch.setenv("STARS_OVERRIDES", "tuen:run.epochs=1")
     with pytest.raises(ConfigError, match="tuen"):
         get_profile("paper", tmp_path)
