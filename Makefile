@@ -9,9 +9,11 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= demo
 DATA ?=
 JOBS ?= 1
+PY ?= $(BIN)/python
+OFFICIAL ?=
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: help setup tables test test-fast lint lab clean-results
+.PHONY: help setup tables test test-fast lint lab clean-results gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -44,3 +46,6 @@ lab:  ## open JupyterLab on notebooks/
 
 clean-results:  ## remove results/ of PROFILE
 	rm -rf results/$(PROFILE)
+
+gpu-check:  ## on a CUDA machine: gpu tests, bf16 vs fp32, resume, torchrun, bench, smoke -> results/gpu/ (OFFICIAL=DIR: time the official code too)
+	$(PY) -m stars.gpu_check $(if $(OFFICIAL),--against-official $(OFFICIAL)) $(if $(GPU_BUDGET),--budget-s $(GPU_BUDGET))

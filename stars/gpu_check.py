@@ -24,6 +24,7 @@ Tolerances are stated next to each figure in the report. The report is results/g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -56,7 +57,8 @@ def _run(command: list[str], timeout: float, env: dict | None = None, cwd: Path 
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=max(timeout, 1),
                               env={**os.environ, **(env or {})})
-        out = {"returncode": done.returncode, "tail": (done.stdout + done.stderr)[-3000:]}
+        out = {"returncode": done.returncode, "tail": (done.stdout + done.stderr)[-3000:],
+               "stdout_tail": done.stdout[-6000:]}
     except subprocess.TimeoutExpired as err:
         text = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
         out = {"returncode": None, "timed_out": True, "tail": text[-3000:]}
@@ -108,49 +110,46 @@ def neighbour_agreement(device: torch.device, queries: int = 512, queue: int = 8
             "plain_bf16_agreement": float((plain == fp32).float().mean())}
 
 
-def check_bf16(device: torch.device, work: Path) -> dict:
+def check_bf16(device: torch.device, work: Path, preset: str = "small", epochs: int = 10) -> dict:
     from stars.data.npz import load_split
+    from stars.eval.common import extract_features
     from stars.eval.knn import knn_majority
-    from stars.models.encoder import encoder_preset
-    from stars.models.mamp import MAMPConfig, MaskedMotionModel
-    from stars.train.engine import OptimConfig, RunConfig
-    from stars.train.pretrain import PretrainConfig, run_pretraining
+    from stars.models.mamp import MaskedMotionModel
+    from stars.train.pretrain import pretrain_preset, run_pretraining
 
     data = _synthetic(work / "data")
-    # a briefly trained small MAMP encoder, so that the features carry class information
-    cfg = PretrainConfig(encoder=encoder_preset("small"), mamp=MAMPConfig(decoder_depth=2, decoder_dim=64,
-                                                                          decoder_heads=4),
-                         optim=OptimConfig(warmup_epochs=1),
-                         run=RunConfig(epochs=10, batch_size=64, device=str(device), precision="bf16",
-                                       progress=False, checkpoint_every=10))
-    ckpt = run_pretraining(cfg, data, work / "bf16-mamp")
+    # a briefly trained MAMP encoder, so that the features carry class information
+    base = pretrain_preset("mamp", preset)
+    cfg = dataclasses.replace(
+        base, optim=dataclasses.replace(base.optim, warmup_epochs=1.0),
+        run=dataclasses.replace(base.run, epochs=epochs, batch_size=64, device=str(device), precision="bf16",
+                                progress=False, checkpoint_every=epochs),
+    )
+    ckpt = run_pretraining(cfg, data, work / f"bf16-mamp-{preset}-{epochs}")
     model = MaskedMotionModel(cfg.encoder, cfg.mamp).to(device)
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
     encoder = model.to_encoder().to(device)
     train, test = load_split(data, "train"), load_split(data, "test")
-    out = {}
-    feats = {}
-    for precision in ("fp32", "bf16"):
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
-        with autocast:  # extract_features adds its own autocast on CUDA; force fp32 through `enabled`
-            tr = _features(encoder, train, device, precision)
-            te = _features(encoder, test, device, precision)
-        feats[precision] = (tr, te)
+    out = {"encoder": f"{preset} preset, {epochs} MAMP epochs on synthetic data"}
+    feats = {precision: (extract_features(encoder, train, device=device, progress=False, precision=precision),
+                         extract_features(encoder, test, device=device, progress=False, precision=precision))
+             for precision in ("fp32", "bf16")}
     cos = torch.nn.functional.cosine_similarity(torch.from_numpy(feats["fp32"][1][0]),
                                                 torch.from_numpy(feats["bf16"][1][0]), dim=1)
     out["feature_cosine_mean"] = float(cos.mean())
     out["feature_cosine_min"] = float(cos.min())
-    knn = {}
-    for precision, ((tr_f, tr_y), (te_f, te_y)) in feats.items():
-        knn[precision] = knn_majority(tr_f, tr_y, te_f, te_y, ks=(1,), device=device)
+    knn = {precision: knn_majority(tr[0], tr[1], te[0], te[1], ks=(1,), device=device)
+           for precision, (tr, te) in feats.items()}
     out["knn_top1_fp32"] = knn["fp32"].top1[1]
     out["knn_top1_bf16"] = knn["bf16"].top1[1]
     out["knn_prediction_agreement"] = float((knn["fp32"].predictions[1] == knn["bf16"].predictions[1]).mean())
-    batch = torch.from_numpy(train.x[:32]).permute(0, 4, 1, 3, 2)[:, :, : cfg.encoder.num_frames].to(device)
+    frames = cfg.encoder.num_frames
+    batch = torch.from_numpy(train.x[:32, :frames]).permute(0, 4, 1, 3, 2).contiguous().to(device)
     losses = []
     for enabled in (False, True):
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled):
-            losses.append(float(model(batch.contiguous(), torch.Generator(device=device).manual_seed(0))[0]))
+        generator = torch.Generator(device=device).manual_seed(0)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
+            losses.append(float(model(batch, generator)[0]))
     out["mamp_loss_fp32"], out["mamp_loss_bf16"] = losses
     out["mamp_loss_rel_diff"] = abs(losses[1] - losses[0]) / abs(losses[0])
     out["neighbours"] = neighbour_agreement(device)
@@ -164,23 +163,7 @@ def check_bf16(device: torch.device, work: Path) -> dict:
     return out
 
 
-def _features(encoder, split, device, precision):
-    from stars.eval.common import extract_features
-
-    if precision == "fp32":
-        # extract_features autocasts to bf16 on CUDA unless told otherwise; disable it from outside
-        import stars.eval.common as common
-
-        saved = common._autocast
-        common._autocast = lambda dev: torch.autocast(dev.type, enabled=False)
-        try:
-            return extract_features(encoder, split, device=device, progress=False)
-        finally:
-            common._autocast = saved
-    return extract_features(encoder, split, device=device, progress=False)
-
-
-def check_resume(device: torch.device, work: Path) -> dict:
+def check_resume(device: torch.device, work: Path, epochs: int = 3) -> dict:
     """Interrupted + resumed vs uninterrupted pretraining on the GPU, deterministic algorithms on."""
     from stars.methods.param_groups import pretrain_param_groups
     from stars.models.mamp import MaskedMotionModel
@@ -196,9 +179,7 @@ def check_resume(device: torch.device, work: Path) -> dict:
         from stars.data.npz import load_split
 
         cfg = pretrain_preset("mamp", "tiny")
-        import dataclasses
-
-        run = dataclasses.replace(cfg.run, epochs=3, batch_size=32, device=str(device), progress=False,
+        run = dataclasses.replace(cfg.run, epochs=epochs, batch_size=32, device=str(device), progress=False,
                                   checkpoint_every=1)
         split = DeviceSplit.from_split(load_split(data, "train"), device)
 
@@ -219,7 +200,7 @@ def check_resume(device: torch.device, work: Path) -> dict:
         resumed.fit()
         a, b = whole.model.state_dict(), resumed.model.state_dict()
         diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-        return {"epochs": 3, "interrupted_after": 1, "max_abs_weight_difference": diff, "ok": diff == 0.0}
+        return {"epochs": epochs, "interrupted_after": 1, "max_abs_weight_difference": diff, "ok": diff == 0.0}
     finally:
         torch.use_deterministic_algorithms(False)
 
@@ -227,20 +208,21 @@ def check_resume(device: torch.device, work: Path) -> dict:
 def check_torchrun(device: torch.device, work: Path, timeout: float) -> dict:
     """The tuning CLI under torchrun with one process per GPU, against a plain single-process run."""
     data = _synthetic(work / "data")
-    gpus = torch.cuda.device_count()
+    gpus = max(torch.cuda.device_count(), 1) if device.type == "cuda" else 1
     common = ["--data", str(data), "--preset", "tiny", "--set", "run.epochs=2", "--set", "run.batch_size=32",
               "--set", "queue_size=256", "--set", "monitor_every=0"]
     stage1 = work / "torchrun-mamp"
     first = _run([sys.executable, "-m", "stars", "pretrain", "mamp", "--data", str(data), "--out", str(stage1),
-                  "--preset", "tiny", "--set", "run.epochs=1", "--set", "run.batch_size=32", "--device", "cuda"],
+                  "--preset", "tiny", "--set", "run.epochs=1", "--set", "run.batch_size=32", "--device", device.type],
                  timeout / 3)
     if first["returncode"] != 0:
         return {"ok": False, "stage1": first}
     init = str(stage1 / "final.pt")
     single = _run([sys.executable, "-m", "stars", "tune", "stars", "--init", init, "--out", str(work / "tune-single"),
-                   *common, "--device", "cuda"], timeout / 3)
+                   *common, "--device", device.type], timeout / 3)
     multi = _run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", "--master_port=29533",
-                  "-m", "stars", "tune", "stars", "--init", init, "--out", str(work / "tune-torchrun"), *common],
+                  "-m", "stars", "tune", "stars", "--init", init, "--out", str(work / "tune-torchrun"), *common,
+                  "--device", device.type],
                  timeout / 3)
     out = {"processes": gpus, "single": _last_loss(work / "tune-single"), "torchrun": _last_loss(work / "tune-torchrun"),
            "single_rc": single["returncode"], "torchrun_rc": multi["returncode"], "torchrun_tail": multi["tail"][-1500:]}
@@ -263,11 +245,13 @@ def _last_loss(run_dir: Path) -> float | None:
     return float(rows[-1]["loss"]) if rows else None
 
 
-def check_bench(device: torch.device, official: str | None, timeout: float) -> dict:
+def check_bench(device: torch.device, official: str | None, timeout: float, preset: str = "paper",
+                batch_size: int = 128) -> dict:
     out = {}
-    runs = [("reference", None, "auto"), ("reference_fp32", None, "fp32")]
+    runs = [("reference", None, "auto")]
     if official:
-        runs = [("official", official, "auto"), ("official_fp32", official, "fp32")] + runs
+        runs = [("official", official, "auto"), ("official_fp32", official, "fp32"),
+                ("official_compiled", official, "compile")] + runs
     start = time.perf_counter()
     for name, against, precision in runs:
         left = timeout - (time.perf_counter() - start)
@@ -275,8 +259,11 @@ def check_bench(device: torch.device, official: str | None, timeout: float) -> d
             out[name] = {"skipped": "out of time"}
             continue
         path = Path(tempfile.mkdtemp()) / f"{name}.json"
-        command = [sys.executable, "-m", "stars", "bench", "--device", "cuda", "--batch-size", "128", "--steps", "5",
-                   "--rounds", "3", "--precision", precision, "--out", str(path)]
+        command = [sys.executable, "-m", "stars", "bench", "--device", device.type, "--preset", preset,
+                   "--batch-size", str(batch_size), "--steps", "5", "--rounds", "3",
+                   "--precision", "auto" if precision == "compile" else precision, "--out", str(path)]
+        if precision == "compile":
+            command += ["--compile", "--workloads", "pretrain,tune,eval"]
         if against:
             command += ["--against-official", against]
         result = _run(command, left)
@@ -285,11 +272,11 @@ def check_bench(device: torch.device, official: str | None, timeout: float) -> d
     return out
 
 
-def check_smoke(timeout: float, work: Path) -> dict:
-    result = _run([sys.executable, "-m", "stars.notebooks", "run-all", "--profile", "smoke", "--device", "cuda",
+def check_smoke(device: torch.device, timeout: float, work: Path) -> dict:
+    result = _run([sys.executable, "-m", "stars.notebooks", "run-all", "--profile", "smoke", "--device", device.type,
                    "--out", str(work / "smoke")], timeout,
                   env={"STARS_CACHE": str(work / "smoke-cache"), "JUPYTER_PLATFORM_DIRS": "1", "MPLBACKEND": "Agg"})
-    ran = re.findall(r"\[tables\] (\S+): (ok|FAILED[^\n]*)", result["tail"])
+    ran = re.findall(r"\[tables\] (\S+): (ok[^\n]*|FAILED[^\n]*)", result.get("stdout_tail", result["tail"]))
     result["notebooks"] = {name: status for name, status in ran}
     result["ok"] = result["returncode"] == 0
     return result
@@ -301,10 +288,10 @@ def check_smoke(timeout: float, work: Path) -> dict:
 def _markdown(report: dict) -> str:
     lines = [f"# GPU check — {report['device']}", "", f"commit {report['provenance']['commit']} · torch "
              f"{report['provenance']['torch']} · {report['provenance']['time']}", "",
-             "| check | result | seconds |", "|---|---|---|"]
+             "| check | result | seconds | commit |", "|---|---|---|---|"]
     for name, item in report["checks"].items():
         status = "ok" if item.get("ok") else ("not run" if item.get("skipped") else "FAILED")
-        lines.append(f"| {name} | {status} | {item.get('check_seconds', 0):.0f} |")
+        lines.append(f"| {name} | {status} | {item.get('check_seconds', 0):.0f} | {item.get('commit', '')} |")
     bf16 = report["checks"].get("bf16", {})
     if "feature_cosine_mean" in bf16:
         n = bf16["neighbours"]
@@ -347,25 +334,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "gpu"))
     parser.add_argument("--budget-s", type=float, default=900.0, help="time for all checks together")
     parser.add_argument("--only", default="", help="comma-separated subset of the checks")
+    parser.add_argument("--dry-run-on-cpu", action="store_true",
+                        help="run the checks small on the CPU (to test this script; nothing is written to results/)")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not args.dry_run_on_cpu:
         print("gpu-check: no CUDA device is available; run it on a machine with an NVIDIA GPU", file=sys.stderr)
         return 2
-    device = torch.device("cuda", 0)
+    device = torch.device("cpu") if args.dry_run_on_cpu else torch.device("cuda", 0)
+    small = dict(preset="tiny", batch_size=32) if args.dry_run_on_cpu else {}
     out_dir = Path(args.out)
     slug = _device_slug()
-    report = {"device": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
+    if args.dry_run_on_cpu:
+        out_dir = Path(tempfile.mkdtemp(prefix="stars-gpu-check-dry-"))
+    report = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu (dry run)",
+              "gpus": torch.cuda.device_count(),
               "provenance": provenance(device), "checks": {}}
+    previous = out_dir / f"{slug}.json"
+    if args.only and previous.exists():  # a partial rerun updates the checks it runs and keeps the others
+        report["checks"] = json.loads(previous.read_text()).get("checks", {})
     deadline = time.perf_counter() + args.budget_s
     work = Path(tempfile.mkdtemp(prefix="stars-gpu-check-"))
     left = lambda: deadline - time.perf_counter()  # noqa: E731
     checks: list[tuple[str, Callable[[], dict]]] = [
         ("gpu-tests", lambda: check_gpu_tests(min(180, left()))),
-        ("bf16", lambda: check_bf16(device, work)),
+        ("bf16", lambda: check_bf16(device, work, **({"preset": "tiny", "epochs": 1} if small else {}))),
         ("resume", lambda: check_resume(device, work)),
         ("torchrun", lambda: check_torchrun(device, work, min(150, left()))),
-        ("bench", lambda: check_bench(device, args.against_official, min(240, left()))),
-        ("smoke", lambda: check_smoke(left(), work)),
+        ("bench", lambda: check_bench(device, args.against_official, min(240, left()), **small)),
+        ("smoke", lambda: check_smoke(device, left(), work)),
     ]
     only = {c.strip() for c in args.only.split(",") if c.strip()}
     for name, check in checks:
@@ -381,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # noqa: BLE001 - record and go on to the next check
             result = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
         result["check_seconds"] = time.perf_counter() - start
+        result["commit"] = report["provenance"]["commit"]
+        result["time"] = report["provenance"]["time"]
         report["checks"][name] = result
         print(f"[gpu-check] {name}: {'ok' if result.get('ok') else 'FAILED'} ({result['check_seconds']:.0f} s)", flush=True)
         write_json(out_dir / f"{slug}.json", report)

@@ -58,7 +58,10 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
 def git_commit() -> str:
     """The commit of the checkout the package runs from (+ '-dirty'), or 'unknown' outside git.
 
-    Changes under `results/` do not count as dirty: `make tables` rewrites those files while it runs."""
+    Changes under `results/` do not count as dirty: `make tables` rewrites those files while it runs.
+    STARS_COMMIT, when set, is the label instead (code run from a copy of the tree without its git history)."""
+    if os.environ.get("STARS_COMMIT"):
+        return os.environ["STARS_COMMIT"]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,

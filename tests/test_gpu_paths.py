@@ -266,3 +266,22 @@ def test_bf16_training_step_on_cuda_matches_fp32():
     assert losses[1] == pytest.approx(losses[0], rel=0.05)
 
 
+
+
+# --- the gpu-check script itself, dry-run on the CPU --------------------------------------------
+
+
+@pytest.mark.slow
+def test_gpu_check_measurements_run_on_the_cpu(tmp_path):
+    """The bf16-agreement and resume checks of `make gpu-check` are device-generic; run them small on
+    the CPU so the script cannot rot between GPU runs."""
+    from stars.gpu_check import check_bf16, check_resume, neighbour_agreement
+
+    resume = check_resume(torch.device("cpu"), tmp_path, epochs=2)
+    assert resume["ok"] and resume["max_abs_weight_difference"] == 0.0
+    bf16 = check_bf16(torch.device("cpu"), tmp_path, preset="tiny", epochs=1)
+    assert bf16["feature_cosine_mean"] > 0.9 and 0 <= bf16["knn_top1_bf16"] <= 100
+    assert bf16["neighbours"]["ours_agreement"] == 1.0
+    picks = neighbour_agreement(torch.device("cpu"), queries=256, queue=2048)
+    assert picks["ours_agreement"] == 1.0
+    assert picks["plain_bf16_agreement"] < 0.9  # the fp32 island is what makes the picks agree
