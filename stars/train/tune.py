@@ -41,7 +41,7 @@ from stars.models.checkpoint import (
     load_encoder,
 )
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
-from stars.models.heads import ProjectorPredictor
+from stars.models.heads import ProjectorPredictor, stars_weights_init
 from stars.models.mamp import MAMPConfig
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
 from stars.rundir import run_folder
@@ -82,12 +82,18 @@ class TuneConfig:
     topk: int = 0  # 0 = hard nearest neighbour
     projector_hidden: int = 4096
     momentum: float = 0.999  # MoCo teacher EMA
+    moco_extra_pointer_advance: int = 0  # official quirk: 32 (the per-GPU batch), a second pointer move per step
+    teacher_head_init: str = "copy"  # MoCo / DINO: copy of the student head | independent (official re-init)
     # DINO (Table 2)
     dino_out_dim: int = 128
     student_temperature: float = 0.1
     teacher_temperature: float = 0.04
     teacher_momentum: float = 0.996
     koleo_weight: float = 0.1
+    koleo_chunks: int = 0  # 0 = one term per global view; official: 4 (its chunk-count bug)
+    # teacher momentum cosine over this phase's real steps (0), or, as officially, over this many steps read
+    # from step `steps per epoch` on (official: 20 epochs x 1,252 NTU-60 XSub single-GPU steps = 25,040)
+    teacher_momentum_span: int = 0
     local_views: int = 0  # student-only temporal crops of local_interval of the valid frames
     local_interval: tuple[float, float] = (0.4, 0.8)
     # MAMP + NNCLR (Table 4)
@@ -125,6 +131,8 @@ class TuneConfig:
             raise ValueError(f"workflow must be one of {WORKFLOWS}, got {self.workflow!r}")
         if self.select not in ("last", "monitor", "test"):
             raise ValueError(f"select must be last, monitor or test, got {self.select!r}")
+        if self.teacher_head_init not in ("copy", "independent"):
+            raise ValueError(f"teacher_head_init must be copy or independent, got {self.teacher_head_init!r}")
         if self.monitor_feature not in ("pooled", "projection"):
             raise ValueError(f"monitor_feature must be pooled or projection, got {self.monitor_feature!r}")
         if self.weight_decay_scope not in ("matrices", "all"):
@@ -226,13 +234,15 @@ def build_model(cfg: TuneConfig, init: str | None):
     generator = torch.Generator().manual_seed(cfg.run.seed)
     if cfg.method == "dino":
         model = DINO(encoder, out_dim=cfg.dino_out_dim, student_temperature=cfg.student_temperature,
-                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight)
+                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight,
+                     koleo_chunks=cfg.koleo_chunks)
         heads = [model.head]
     else:
         head = ProjectorPredictor(dim, hidden_dim=cfg.projector_hidden, out_dim=dim)
         common = dict(queue_size=cfg.queue_size, temperature=cfg.temperature, queue_generator=generator)
         if cfg.method == "moco":
-            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum, **common)
+            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum,
+                         extra_pointer_advance=cfg.moco_extra_pointer_advance, **common)
         elif cfg.method == "mamp-nnclr":
             model = MAMPNNCLR(encoder, head, mamp_weight=cfg.mamp_weight, topk=cfg.topk, **common)
         else:
@@ -245,6 +255,10 @@ def build_model(cfg: TuneConfig, init: str | None):
                 model.queue.features.copy_(queue)
                 model.queue.ptr.fill_(int(ptr))
                 model.queue.ids.copy_(ids)
+    if cfg.teacher_head_init == "independent" and hasattr(model, "teacher_head"):
+        # official: weights_init ran after the teacher copy, so the teacher head is its own random draw
+        with torch.no_grad():
+            model.teacher_head.apply(stars_weights_init)
     return model, heads, encoder
 
 
@@ -445,10 +459,15 @@ def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
     steps (data size, global batch, world size; the official code hard-coded NTU-60 XSub on one GPU)."""
     if cfg.method != "dino":
         return None
-    schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+    if cfg.teacher_momentum_span:  # the official schedule: fixed length, epoch counter starting at 1
+        schedule = teacher_momentum_schedule(1, cfg.teacher_momentum_span, base=cfg.teacher_momentum, final=1.0)
+        offset = steps_per_epoch
+    else:
+        schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+        offset = 0
 
     def after_step(module, step):
-        module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+        module.update_teacher(float(schedule[min(offset + step, len(schedule) - 1)]))
 
     return after_step
 
