@@ -41,7 +41,12 @@ def pick_device(requested: str = "auto") -> torch.device:
     """`auto` -> cuda when present, else cpu; otherwise the named device."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {requested!r} asked for but CUDA is not available")
     return device

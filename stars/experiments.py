@@ -8,9 +8,12 @@ A profile fixes the data and the sizes of every run:
     paper  NTU-60/120 and PKU-MMD npz files from a folder (DATA), the paper's hyperparameters; GPU
 
 Stage-1 and stage-2 checkpoints shared by several tables are trained once: every run lives in
-`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes the resolved config, the dataset
-file and the initial checkpoint. A changed parameter changes the key of that run and of the runs
-that start from it, and of nothing else. Interrupted runs resume from their last checkpoint.
+`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes CACHE_VERSION, the resolved config
+and the contents (SHA-256) of the dataset file and the initial checkpoint. A changed parameter changes
+the key of that run and of the runs that start from it, and of nothing else. A run is complete when its
+`final.pt` / `metrics.json` exists (both written atomically, last); an interrupted run resumes from its
+last checkpoint. Each run folder is locked while it is checked and trained: a second notebook that
+needs the same run waits for it instead of training it twice.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -28,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from stars.config import ConfigError
+from stars.io import content_fingerprint, content_sha256, write_json
 from stars.results import RESULTS_ROOT, write_figure, write_table
+from stars.rundir import RunLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("smoke", "demo", "real", "paper")
@@ -47,6 +51,7 @@ class Profile:
     semi_runs: int = 5
     description: str = ""
     prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
+    env: dict[str, tuple[str, ...]] = field(default_factory=dict)  # STARS_OVERRIDES, applied last per scope
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
@@ -61,8 +66,8 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
     def prepare() -> None:
-        if not (xsub.exists() and xview.exists()):
-            prepare_synthetic(folder, seed=0, **options)
+        prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options}, [xsub, xview],
+                     lambda: prepare_synthetic(folder, seed=0, **options))
 
     datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
     if small:
@@ -98,7 +103,12 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
 
 
 def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
-    """Resolve a profile; `data` is the folder holding the npz files (real, paper)."""
+    """Resolve a profile; `data` is the folder holding the npz files (real, paper). `STARS_OVERRIDES`
+    (see `env_overrides`) adds overrides to its runs."""
+    return _with_env_overrides(_profile(name, data, cache_root))
+
+
+def _profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     cache_root = cache_root or default_cache_root()
@@ -111,27 +121,19 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
         raise ConfigError(f"profile {name!r} needs DATA: the folder with the dataset files")
     folder = Path(data)
     if name == "paper":
-        datasets = {
-            "xsub": folder / "NTU60_XSub.npz", "xview": folder / "NTU60_XView.npz",
-            "fewshot": folder / "NTU120_XSub.npz",
-            "transfer_source": folder / "NTU60_XSub.npz", "transfer_target": folder / "PKUv2_XSub.npz",
-        }
-        missing = [str(p) for k, p in datasets.items() if k in ("xsub", "xview") and not p.exists()]
-        if missing:
-            raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare`)")
-        return Profile(name=name, preset="paper", datasets={k: str(v) for k, v in datasets.items()},
-                       description="NTU RGB+D / PKU-MMD, paper hyperparameters")
+        return _paper_profile(folder)
     # real: prepare NW-UCLA / UTD-MHAD from raw folders once, in the layout shared by both (Kinect v1 order)
     from stars.data.real import prepare_nw_ucla, prepare_utd_mhad
 
     out = cache_root / "data" / "real"
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
 
+    def make() -> None:
+        prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+        prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+
     def prepare() -> None:
-        if not utd.exists():
-            prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
-        if not ucla.exists():
-            prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+        prepare_once(out, {"raw": str(folder.resolve()), "layout": "kinect_v1_20"}, [utd, ucla], make)
 
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
@@ -140,43 +142,106 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
                    description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
 
 
+PREPARED_STAMP = ".stars-prepared.json"
+
+
+def prepare_once(folder: Path, stamp: dict[str, Any], outputs: list[Path], make) -> None:
+    """Run `make()` to write `outputs` into `folder` unless they exist and were made from `stamp` (the raw
+    folder and options): data made from another raw folder or with other options is made again. Holds the
+    folder's lock, so one notebook prepares and the others wait for it."""
+    marker = folder / PREPARED_STAMP
+    with RunLock(folder, wait=True):
+        try:
+            made_from = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            made_from = None
+        if made_from == json.loads(json.dumps(stamp)) and all(path.exists() for path in outputs):
+            return
+        make()
+        write_json(marker, stamp)
+
+
+def _paper_profile(folder: Path) -> Profile:
+    """NTU-60 XSub / XView, NTU-120 XSub and PKU-MMD II XSub under their official names in `folder`, the
+    paper's hyperparameters with each dataset's released recipe (chosen from the file names, stars.recipes),
+    and the released code's behaviour wherever it differs from our defaults (`PAPER_SWITCHES`,
+    docs/reproduction.md)."""
+    from stars.recipes import PAPER_SWITCHES
+
+    files = {"xsub": "NTU60_XSub.npz", "xview": "NTU60_XView.npz", "ntu120": "NTU120_XSub.npz",
+             "pku": "PKUv2_XSub.npz", "fewshot": "NTU120_XSub.npz", "transfer_source": "NTU60_XSub.npz",
+             "transfer_target": "PKUv2_XSub.npz"}
+    datasets = {role: folder / file for role, file in files.items()}
+    missing = sorted({str(path) for path in datasets.values() if not path.exists()})
+    if missing:
+        raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare ntu60`, "
+                          "`ntu120` and `pku2`)")
+    evaluation = {scope: items for scope, items in PAPER_SWITCHES.items() if scope not in ("pretrain", "tune")}
+    return Profile(name="paper", preset="paper", datasets={k: str(v) for k, v in datasets.items()},
+                   pretrain=PAPER_SWITCHES["pretrain"], tune=PAPER_SWITCHES["tune"], evaluation=evaluation,
+                   description="NTU RGB+D 60/120 and PKU-MMD II, the released recipes (docs/reproduction.md)")
+
+
+OVERRIDES_ENV = "STARS_OVERRIDES"
+
+
+def env_overrides(text: str | None = None) -> tuple[str | None, dict[str, tuple[str, ...]]]:
+    """Parse `STARS_OVERRIDES` (or `text`): whitespace-separated `SCOPE:KEY=VALUE` items applied to every run
+    of that scope in any profile, after the profile's and the notebook's own values (SCOPE = pretrain, tune
+    or an evaluation protocol), and optionally `preset=NAME` to change the profile's size preset.
+    -> (preset or None, {scope: items}).
+
+    Example, the paper profile on small files in minutes: `STARS_OVERRIDES="preset=tiny pretrain:run.epochs=1
+    tune:run.epochs=1 tune:head_epochs=1 linear:epochs=1 finetune:epochs=1 semi:finetune.epochs=1"`.
+    """
+    from stars.eval.cli import PROTOCOLS
+
+    text = os.environ.get(OVERRIDES_ENV, "") if text is None else text
+    preset, scoped = None, {}
+    for item in text.split():
+        scope, sep, assignment = item.partition(":")
+        if not sep:
+            key, eq, value = item.partition("=")
+            if key != "preset" or not eq or value not in ("paper", "small", "tiny"):
+                raise ConfigError(f"{OVERRIDES_ENV}: {item!r} is neither SCOPE:KEY=VALUE nor preset=paper|small|tiny")
+            preset = value
+            continue
+        if scope not in ("pretrain", "tune", *PROTOCOLS) or "=" not in assignment:
+            raise ConfigError(f"{OVERRIDES_ENV}: {item!r} is not SCOPE:KEY=VALUE with SCOPE one of pretrain, tune, "
+                              f"{', '.join(sorted(PROTOCOLS))}")
+        scoped.setdefault(scope, []).append(assignment)
+    return preset, {scope: tuple(items) for scope, items in scoped.items()}
+
+
+def _with_env_overrides(profile: Profile) -> Profile:
+    """The profile with `STARS_OVERRIDES` recorded: its size preset, and its scoped items, which every run
+    of that scope applies after the notebook's own values (`Experiment._overrides`)."""
+    preset, scoped = env_overrides()
+    if preset is None and not scoped:
+        return profile
+    return dataclasses.replace(
+        profile, preset=preset or profile.preset, env=scoped,
+        description=f"{profile.description}; {OVERRIDES_ENV}={os.environ.get(OVERRIDES_ENV, '')}",
+    )
+
+
 def default_cache_root() -> Path:
     return Path(os.environ.get("STARS_CACHE", REPO_ROOT / "cache"))
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated.
-    Memoised per (path, size, mtime), since every cached-run lookup asks for it."""
-    stat = Path(path).stat()
-    return _fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """SHA-256 of the whole file (memoised per path, size, mtime and inode): the cache keys change with
+    any change of a dataset or checkpoint, wherever in the file."""
+    return content_fingerprint(path)
 
 
-@functools.lru_cache(maxsize=256)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(4 << 20))
-        if size > 8 << 20:
-            handle.seek(size - (4 << 20))
-            digest.update(handle.read())
-    return digest.hexdigest()[:16]
+# Raise when a change of the training or evaluation code changes results: every cached run is redone.
+CACHE_VERSION = 2
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}.
-    Memoised per (path, size, mtime) within a process."""
-    stat = Path(path).stat()
-    return {"file": Path(path).name, "bytes": stat.st_size,
-            "sha256": _content_hash(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)}
-
-
-@functools.lru_cache(maxsize=256)
-def _content_hash(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(16 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}."""
+    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": content_sha256(path)}
 
 
 def keep_eval_checkpoints() -> bool:
@@ -205,7 +270,7 @@ def check_device(device: str | None) -> str | None:
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
@@ -302,6 +367,7 @@ class Experiment:
         if base is None:
             base = self.profile.evaluation.get(method, ())
         items = list(base) + self._seed_overrides(kind, method) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        items += self.profile.env.get(kind if kind in ("pretrain", "tune") else method, ())  # STARS_OVERRIDES last
         if kind in ("pretrain", "tune"):
             items.append(f"run.progress={self.progress}")
         return items
@@ -340,10 +406,11 @@ class Experiment:
         items = self._overrides("pretrain", method, overrides)
         run_dir = self._run_dir("pretrain", method, items, data, None)
         final = run_dir / "final.pt"
-        if not final.exists():
-            with self._logged(run_dir):
-                main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
-                                        resume=True, overrides=items, device=self.device))
+        with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
+            if not final.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
+                                            resume=True, overrides=items, device=self.device))
         return str(final)
 
     def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
@@ -354,12 +421,14 @@ class Experiment:
         items = self._overrides("tune", method, overrides)
         run_dir = self._run_dir("tune", method, items, data, init)
         final = run_dir / "final.pt"
-        if not final.exists():
-            with self._logged(run_dir):
-                main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
-                                        preset=self.profile.preset, resume=True, overrides=items,
-                                        device=self.device))
-        return str(final)
+        with RunLock(run_dir, wait=True):
+            if not final.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
+                                            preset=self.profile.preset, resume=True, overrides=items,
+                                            device=self.device))
+        best = run_dir / "best.pt"  # select=monitor / test: the selected epoch
+        return str(best if best.exists() else final)
 
     def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
                  **overrides: Any) -> dict[str, Any]:
@@ -371,14 +440,15 @@ class Experiment:
         items = self._overrides("eval", protocol, overrides)
         run_dir = self._run_dir("eval", protocol, items, data, ckpt, target_data)
         metrics = run_dir / "metrics.json"
-        if not metrics.exists():
-            with self._logged(run_dir):
-                main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
-                                        out=str(run_dir), preset=self.profile.preset, resume=True,
-                                        overrides=items, device=self.device))
-            if not keep_eval_checkpoints():
-                for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
-                    checkpoint.unlink()
+        with RunLock(run_dir, wait=True):
+            if not metrics.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
+                                            out=str(run_dir), preset=self.profile.preset, resume=True,
+                                            overrides=items, device=self.device))
+                if not keep_eval_checkpoints():
+                    for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
+                        checkpoint.unlink()
         result = json.loads(metrics.read_text())
         result["_dir"] = str(run_dir)
         return result

@@ -16,6 +16,7 @@ feeder/ntu_feeder.py (Feeder_dual: two views from one crop; Feeder_multi: DINO l
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,8 +280,15 @@ class DeviceSplit:
         valid = valid_lengths(split.x)
         empty = np.flatnonzero(valid == 0)
         if len(empty):
-            raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()}")
+            raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()} "
+                             "(zero-length sequences); remove them from the dataset")
+        single = np.flatnonzero(valid == 1)
+        if len(single):
+            warnings.warn(f"{where}: {len(single)} samples have a single frame, so no motion to learn from, e.g. "
+                          f"{single[:5].tolist()}", stacklevel=2)
         device = pick_device() if device is None else torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N": comparable with x.device
+            device = torch.device("cuda", torch.cuda.current_device())
         budget = device_data_budget(device) if budget_bytes is None else int(budget_bytes)
         size = split.x.size * torch.tensor([], dtype=dtype).element_size()
         array = split.x if split.x.flags.writeable else np.array(split.x)

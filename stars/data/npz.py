@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from stars.data.layouts import NTU25, SkeletonLayout, get_layout
+from stars.io import atomic_write
 
 SPLITS = ("train", "test")
 _CHUNK = 1024
@@ -83,9 +84,15 @@ def _open(path: str | os.PathLike) -> np.lib.npyio.NpzFile:
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset file")
     try:
-        return np.load(path, allow_pickle=False)
+        npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         raise DatasetError(f"{path}: not a readable npz file ({err})") from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DatasetError(
+            f"{path}: a single array ({type(npz).__name__}), not an npz dataset file with x_train, y_train, "
+            "x_test, y_test; write one with stars.data.npz.save_dataset"
+        )
+    return npz
 
 
 def _read(npz: np.lib.npyio.NpzFile, key: str, path) -> np.ndarray:
@@ -115,6 +122,8 @@ def read_header(path: str | os.PathLike) -> dict:
         x_shape = _array_shape(npz, "x_train", path)
         y_train = _read(npz, "y_train", path)
         y_test = _read(npz, "y_test", path)
+        for key, y in (("y_train", y_train), ("y_test", y_test)):
+            _check_label_dtype(y, path, key)
         num_persons = int(_scalar(npz, "num_persons", path, 2))
         layout_name = _scalar(npz, "layout", path, None)
         if len(x_shape) != 3:
@@ -169,7 +178,16 @@ def _array_shape(npz, key, path) -> tuple[int, ...]:
         raise DatasetError(f"{path}: cannot read the header of {key!r} ({err})") from err
 
 
+def _check_label_dtype(y: np.ndarray, path, key: str) -> None:
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == bool):
+        raise DatasetError(
+            f"{path}: {key} holds {y.dtype} values; labels must be integers in [0, num_classes) or one-hot rows "
+            "(map class names to integers and store them as class_names)"
+        )
+
+
 def _labels(y: np.ndarray, n: int, num_classes: int, path, key: str) -> np.ndarray:
+    _check_label_dtype(y, path, key)
     if len(y) != n:
         raise DatasetError(f"{path}: {key} has {len(y)} labels for {n} samples")
     if y.ndim == 2:
@@ -284,8 +302,4 @@ def save_dataset(
         arrays["name"] = np.array(name)
     for key, value in (extra or {}).items():
         arrays[key] = np.asarray(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))

@@ -32,7 +32,7 @@ from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, eval_loader
 from stars.data.npz import SkeletonSplit
 from stars.data.splits import validation_holdout
-from stars.io import write_json, write_run_info
+from stars.io import content_fingerprint, write_json, write_run_info
 from stars.models.checkpoint import (
     build_checkpoint,
     detect_format,
@@ -43,6 +43,7 @@ from stars.models.checkpoint import (
 )
 from stars.models.encoder import SkeletonEncoder, encoder_preset
 from stars.precision import autocast
+from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, OptimConfig, RunConfig, Trainer, unwrap
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -169,7 +170,13 @@ def extract_features(
             labels.append(batch["y"].cpu())
     finally:
         encoder.train(was_training)
-    return torch.cat(features).numpy(), torch.cat(labels).numpy().astype(np.int64)
+    features = torch.cat(features).numpy()
+    if not np.isfinite(features).all():
+        bad = int(np.flatnonzero(~np.isfinite(features).all(1))[0])
+        raise FloatingPointError(
+            f"the encoder gives NaN or inf features (first at sample {bad}); no accuracy is computed from them"
+        )
+    return features, torch.cat(labels).numpy().astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,21 +323,6 @@ class ClassifierTask:
     eval_batch_size: int = 256
 
 
-def _prepare_run_dir(out: Path, resume: bool) -> bool:
-    """-> whether to resume. A fresh start refuses to overwrite a run that has a checkpoint."""
-    checkpoint = out / CHECKPOINT_NAME
-    if resume and checkpoint.exists():
-        return True
-    if checkpoint.exists():
-        raise ValueError(
-            f"{out} already holds a run ({checkpoint.name}); pass --resume to continue it or choose another --out"
-        )
-    stale = out / "metrics.csv"
-    if stale.exists():  # a run that died before its first checkpoint
-        stale.unlink()
-    return False
-
-
 def fit_classifier(
     model: nn.Module,
     groups: list[dict],
@@ -359,7 +351,12 @@ def fit_classifier(
     info = dist.init_distributed(run.device)
     if run.batch_size % info.world_size:
         raise ValueError(f"batch_size {run.batch_size} is not divisible by {info.world_size} processes")
-    resume = _prepare_run_dir(out, resume)
+    with run_folder(out, resume=resume) as folder:
+        return _fit_classifier(model, groups, task, optim, run, out, info, config=config,
+                               label_smoothing=label_smoothing, resume=folder.resume, stop_after=stop_after)
+
+
+def _fit_classifier(model, groups, task, optim, run, out, info, *, config, label_smoothing, resume, stop_after):
     train_split, val_split = task.train, None
     if task.select == "val":
         train_idx, val_idx = validation_holdout(task.train.y, task.val_fraction, run.seed)
@@ -393,10 +390,11 @@ def fit_classifier(
         model, groups, loader, classification_step(label_smoothing), optim, run, out, kind="classifier",
         config=dict(config), info=info, end_of_epoch=end_of_epoch, sync_batchnorm=True,
         checkpoint_extra=lambda: {"selection": selection.state_dict()},
+        data={"dataset_sha256": content_fingerprint(task.train.path)} if Path(task.train.path or "").is_file() else None,
     )
-    if resume:
+    if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
-        state = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+        state = load_checkpoint_file(out / CHECKPOINT_NAME)
         if "selection" not in state:
             raise ValueError(f"{out / CHECKPOINT_NAME}: no selection state; not a classifier run of this version")
         selection.load_state_dict(state["selection"])

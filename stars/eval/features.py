@@ -14,7 +14,8 @@ import numpy as np
 
 from stars.data.npz import load_split
 from stars.eval.common import extract_features, load_encoder_for_eval, resolve_device
-from stars.io import provenance, write_json
+from stars.io import atomic_write, provenance, write_json
+from stars.rundir import RUN_MARKERS
 
 
 def labels_path(out: str | Path) -> Path:
@@ -31,14 +32,16 @@ def write_features(
     out = Path(out)
     if out.suffix != ".npy":
         raise ValueError(f"--out must name a .npy file, got {out}")
+    if out.with_suffix(".json").name in RUN_MARKERS:
+        raise ValueError(f"--out {out}: its provenance file {out.with_suffix('.json').name} would replace a run's "
+                         "records; choose another file name")
     resolved = resolve_device(device)
     encoder, info = load_encoder_for_eval(ckpt, preset, resolved)
     features, labels = extract_features(
         encoder, load_split(data, split), crop, batch_size, resolved, precision=precision
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, features.astype(np.float32))
-    np.save(labels_path(out), labels)
+    atomic_write(out, lambda handle: np.save(handle, features.astype(np.float32)))
+    atomic_write(labels_path(out), lambda handle: np.save(handle, labels))
     write_json(out.with_suffix(".json"), provenance(
         resolved, dataset=data, split=split, crop=crop, precision=precision, encoder=info,
         shape=list(features.shape),

@@ -20,8 +20,9 @@ References: Wu et al. 2018 "Unsupervised feature learning via non-parametric ins
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -75,10 +76,12 @@ class KNNOutcome:
 
     top1: k -> top-1 accuracy in percent.
     predictions: k -> (Q,) int64 predicted labels of the test samples.
+    k_used: k -> the number of neighbours actually used: min(k, training samples).
     """
 
     top1: dict[int, float]
     predictions: dict[int, np.ndarray]
+    k_used: dict[int, int] = field(default_factory=dict)
 
 
 def _features(values: ArrayLike, device: torch.device) -> torch.Tensor:
@@ -165,16 +168,19 @@ def _score(votes_fn, ks, bank, bank_y, queries, query_y, num_classes, chunk, exc
     k_max = max(ks)
     sims, idx = nearest_neighbours(bank, queries, k_max, chunk, exclude)
     neighbour_labels = bank_y[idx]  # (Q, k_max)
-    top1, predictions = {}, {}
+    top1, predictions, k_used = {}, {}, {}
     for k in ks:
-        k_eff = min(k, idx.shape[1])
+        k_eff = k_used[k] = min(k, idx.shape[1])
+        if k_eff < k:
+            warnings.warn(f"kNN: k={k} exceeds the {idx.shape[1]} training samples that can be neighbours; all "
+                          f"{k_eff} are used (reported as k{k}_used)", stacklevel=3)
         weights = votes_fn(sims[:, :k_eff])
         scores = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype, device=queries.device)
         scores.scatter_add_(1, neighbour_labels[:, :k_eff], weights)
         predicted = scores.argmax(dim=1)  # first maximum = smallest class label among tied classes
         predictions[k] = predicted.cpu().numpy().astype(np.int64)
         top1[k] = 100.0 * (predicted == query_y).double().mean().item() if len(query_y) else float("nan")
-    return KNNOutcome(top1=top1, predictions=predictions)
+    return KNNOutcome(top1=top1, predictions=predictions, k_used=k_used)
 
 
 def knn_majority(
@@ -313,6 +319,8 @@ def run_knn(
     for name, outcome in (("majority", majority), ("weighted", weighted)):
         for k, acc in outcome.top1.items():
             metrics[f"{name}_k{k}"] = acc
+            if outcome.k_used[k] != k:
+                metrics[f"{name}_k{k}_used"] = outcome.k_used[k]
             np.save(out / f"predictions_{name}_k{k}.npy", outcome.predictions[k])
     np.save(out / "labels.npy", test_y)
     write_result(

@@ -13,6 +13,7 @@ an epoch boundary ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -34,6 +35,32 @@ from stars.precision import autocast_dtype, set_full_fp32
 
 CHECKPOINT_NAME = "checkpoint-last.pt"
 FINAL_NAME = "final.pt"
+# config fields (by name, at any depth) that may change on resume without changing what the run learns
+RESUME_VOLATILE = ("progress", "device", "checkpoint_every", "compile")
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot continue this run: another kind, another config or other data."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}
+
+
+def config_changes(before: Any, after: Any, ignore: tuple[str, ...] = RESUME_VOLATILE) -> dict[str, list]:
+    """Dotted key -> [before, after] for every field of two config (or data) dicts that both have and that
+    differs (a field only one side has comes from another version of the code and is not compared)."""
+    old, new = _flatten(before or {}), _flatten(after or {})
+    return {
+        key: [old[key], new[key]]
+        for key in sorted(set(old) & set(new))
+        if key.rsplit(".", 1)[-1] not in ignore and old[key] != new[key]
+    }
 
 
 @dataclass(frozen=True)
@@ -52,10 +79,10 @@ class OptimConfig:
     clip_mode: Literal["global", "per-parameter"] = "global"  # per-parameter: each tensor clipped alone (official STARS)
 
     def __post_init__(self) -> None:
-        if self.lr < 0 or self.min_lr < 0:
-            raise ValueError("learning rates must be >= 0")
-        if self.warmup_epochs < 0:
-            raise ValueError("warmup_epochs must be >= 0")
+        for name in ("lr", "min_lr", "warmup_epochs", "weight_decay", "momentum", "clip_grad"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -181,6 +208,8 @@ class Trainer:
     after_step(model, global_step): optional, e.g. a teacher's momentum update.
     end_of_epoch(model, epoch) -> metrics: optional, e.g. a KNN monitor.
     config: the resolved run config, stored in every checkpoint.
+    data: what the run learns from (dataset and initial weights with their content fingerprints),
+        stored in every checkpoint; `resume` refuses a checkpoint whose config or data differ.
     """
 
     def __init__(
@@ -200,6 +229,7 @@ class Trainer:
         end_of_epoch: Callable[[nn.Module, int], dict[str, float]] | None = None,
         sync_batchnorm: bool = True,
         checkpoint_extra: Callable[[], dict] | None = None,
+        data: dict[str, Any] | None = None,
     ):
         self.info = info or dist.DistInfo(0, 0, 1, dist.pick_device(run.device))
         self.device = self.info.device
@@ -208,6 +238,8 @@ class Trainer:
         self.kind, self.config = kind, config
         self.step_fn, self.after_step, self.end_of_epoch = step, after_step, end_of_epoch
         self.checkpoint_extra = checkpoint_extra
+        self.data = dict(data or {})
+        self.resume_changes: dict[str, list] = {}
         self.loader = loader
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(groups, optim)
@@ -218,6 +250,7 @@ class Trainer:
             set_full_fp32(self.device)  # no TF32 either: fp32 end to end
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
         self.start_epoch = 0
+        self.last_saved_epoch: int | None = None
         self.should_stop = False  # set by end_of_epoch to end training early (e.g. on convergence)
         self.epoch_row: dict[str, float] = {}
 
@@ -229,7 +262,8 @@ class Trainer:
             "model": unwrap(self.module).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": epoch,
-            "config": to_dict(self.config) if self.config is not None else {},
+            "config": self._config_dict(),
+            "data": self.data,
             "world_size": self.info.world_size,
         }
         if self.checkpoint_extra is not None:
@@ -241,25 +275,50 @@ class Trainer:
             return
         state = self.state(epoch)
         atomic_torch_save(state, self.run_dir / CHECKPOINT_NAME)
+        self.last_saved_epoch = epoch
         if final:
             atomic_torch_save(
                 {k: v for k, v in state.items() if k != "optimizer"}, self.run_dir / FINAL_NAME
             )
 
-    def resume(self, path: str | Path | None = None) -> int:
-        """Load model, optimiser and epoch from `path` (default: the run's last checkpoint)."""
-        from stars.models.checkpoint import load_checkpoint_file
+    def _config_dict(self) -> dict:
+        if self.config is None:
+            return {}
+        return json.loads(json.dumps(to_dict(self.config) if not isinstance(self.config, dict) else self.config,
+                                     default=str))
+
+    def resume(self, path: str | Path | None = None, *, allow_changed: bool = False) -> int:
+        """Load model, optimiser and epoch from `path` (default: the run's last checkpoint).
+
+        Refuses (ResumeError naming every difference) a checkpoint of another kind, or one whose config
+        (except RESUME_VOLATILE fields) or data differ from this run's, unless `allow_changed`; the
+        differences are then kept in `resume_changes` for the run's records. Nothing is written here."""
+        from stars.models.checkpoint import CheckpointError, load_checkpoint_file
 
         path = Path(path) if path is not None else self.run_dir / CHECKPOINT_NAME
-        state = load_checkpoint_file(path)  # weights_only; clear errors naming the file
+        state = load_checkpoint_file(path)  # weights_only; clear errors naming the file; finite tensors
         if not isinstance(state, dict) or state.get("format") != "stars" or "optimizer" not in state:
-            raise ValueError(f"{path}: not a resumable stars checkpoint")
+            raise ResumeError(f"{path}: not a resumable stars checkpoint")
         if state.get("kind") != self.kind:
-            raise ValueError(f"{path}: checkpoint of a {state.get('kind')!r} run, this run is {self.kind!r}")
-        unwrap(self.module).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch = int(state["epoch"])
-        self.metrics.truncate(self.start_epoch)
+            raise ResumeError(f"{path}: checkpoint of a {state.get('kind')!r} run, this run is {self.kind!r}")
+        changes = config_changes(state.get("config"), self._config_dict())
+        changes.update({f"data.{k}": v for k, v in config_changes(state.get("data"), self.data, ()).items()})
+        if changes and not allow_changed:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:6])
+            more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
+            raise ResumeError(
+                f"{path}: the run differs from the checkpoint's: {shown}{more}; resume with the same data and "
+                "config, or pass --allow-changed to continue anyway (both are recorded in run.json)"
+            )
+        try:
+            unwrap(self.module).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"{path}: does not fit this run's model or optimiser: {str(err).splitlines()[0]}"
+            ) from err
+        self.start_epoch = self.last_saved_epoch = int(state["epoch"])
+        self.resume_changes = changes
         return self.start_epoch
 
     # --- loop --------------------------------------------------------------------------------
@@ -278,6 +337,8 @@ class Trainer:
                 f"the training split gives no full batch of {run.batch_size}; lower batch_size"
             )
         history = []
+        if dist.is_main_process():
+            self.metrics.truncate(self.start_epoch)  # rows of epochs after the checkpoint are redone
         for epoch in range(self.start_epoch, end_epoch):
             seed_epoch(run.seed, epoch, self.info.rank)
             self.loader.set_epoch(epoch)
@@ -317,10 +378,12 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             elapsed = time.perf_counter() - start
             if not math.isfinite(float(totals["loss"])):  # one check per epoch instead of a sync per step
-                raise FloatingPointError(
-                    f"{self.kind}: the loss became non-finite in epoch {epoch}; last good checkpoint: "
-                    f"{self.run_dir / CHECKPOINT_NAME}"
-                )
+                last = self.run_dir / CHECKPOINT_NAME
+                where = (f"the last checkpoint ({last}, epoch {self.last_saved_epoch}) is from before it; "
+                         "lower optim.lr or enable optim.clip_grad and rerun with --resume --allow-changed"
+                         if self.last_saved_epoch is not None else
+                         "no checkpoint was written; lower optim.lr or enable optim.clip_grad and start again with --overwrite")
+                raise FloatingPointError(f"{self.kind}: the loss became non-finite in epoch {epoch}; {where}")
             row = {"epoch": epoch, **{k: float(v) / max(count, 1) for k, v in totals.items()}}
             row["lr"] = lr
             row["seq_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)

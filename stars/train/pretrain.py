@@ -21,11 +21,12 @@ from stars.config import apply_overrides, to_dict
 from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
 from stars.data.npz import load_split
-from stars.io import write_run_info
+from stars.io import content_fingerprint, resume_history, write_run_info
 from stars.methods.param_groups import pretrain_param_groups
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig
 from stars.models.mamp import MAMPConfig, MaskedMotionModel
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
+from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 
@@ -100,10 +101,19 @@ def _mamp_step(model, batch):
 
 
 def run_pretraining(
-    cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: bool = False
+    cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+    allow_changed: bool = False,
 ) -> Path:
-    """Train, checkpoint and return the path of the final checkpoint (RUN_DIR/final.pt)."""
+    """Train, checkpoint and return the path of the final checkpoint (RUN_DIR/final.pt).
+
+    An `out` that holds a run needs `resume` (continue it; a changed config or dataset is refused
+    unless `allow_changed`) or `overwrite`; see `stars.rundir.run_folder`."""
     out = Path(out)
+    with run_folder(out, resume=resume, overwrite=overwrite) as folder:
+        return _pretrain(cfg, data, out, folder.resume, allow_changed)
+
+
+def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, allow_changed: bool) -> Path:
     info = dist.init_distributed(cfg.run.device)
     world = info.world_size
     if cfg.run.batch_size % world:
@@ -130,9 +140,6 @@ def run_pretraining(
     )
     torch.manual_seed(cfg.run.seed)
     model = MaskedMotionModel(cfg.encoder, cfg.mamp)
-    if dist.is_main_process():
-        write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
-                       num_train=len(split))
     trainer = Trainer(
         model,
         pretrain_param_groups(model, weight_decay=cfg.optim.weight_decay),
@@ -144,9 +151,15 @@ def run_pretraining(
         kind=cfg.method,
         config=cfg,
         info=info,
+        data={"dataset_sha256": content_fingerprint(data)},
     )
+    resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        epoch = trainer.resume(allow_changed=allow_changed)  # validated before anything is written
+        resumes = resume_history(out, epoch, trainer.resume_changes)
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
+                       num_train=len(split), data=trainer.data, resumes=resumes)
     trainer.fit()
     return out / FINAL_NAME
 
@@ -160,7 +173,8 @@ def main(args) -> int:
         recipe = recipe_overrides(cfg.dataset_preset, "pretrain", cfg.method, args.preset)
         print(f"dataset preset: {cfg.dataset_preset} {recipe}; decoder depth {cfg.mamp.decoder_depth}, "
               f"tau {cfg.mamp.motion_aware_tau}, epochs {cfg.run.epochs}", flush=True)
-    path = run_pretraining(cfg, args.data, args.out, resume=args.resume)
+    path = run_pretraining(cfg, args.data, args.out, resume=args.resume, overwrite=getattr(args, "overwrite", False),
+                           allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
         print(f"final checkpoint: {path}")
         print(f"config: {to_dict(cfg)['run']}")

@@ -27,7 +27,7 @@ from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
 from stars.data.npz import load_split
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
-from stars.io import atomic_torch_save, write_run_info
+from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
 from stars.methods.dino import DINO, teacher_momentum_schedule
 from stars.methods.mamp_nnclr import DECODER_PREFIXES, MAMPNNCLR, MaskedMotionEncoder
 from stars.methods.moco import MoCo
@@ -41,9 +41,10 @@ from stars.models.checkpoint import (
     load_encoder,
 )
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
-from stars.models.heads import ProjectorPredictor
+from stars.models.heads import ProjectorPredictor, stars_weights_init
 from stars.models.mamp import MAMPConfig
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
+from stars.rundir import run_folder
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -81,12 +82,18 @@ class TuneConfig:
     topk: int = 0  # 0 = hard nearest neighbour
     projector_hidden: int = 4096
     momentum: float = 0.999  # MoCo teacher EMA
+    moco_extra_pointer_advance: int = 0  # official quirk: 32 (the per-GPU batch), a second pointer move per step
+    teacher_head_init: str = "copy"  # MoCo / DINO: copy of the student head | independent (official re-init)
     # DINO (Table 2)
     dino_out_dim: int = 128
     student_temperature: float = 0.1
     teacher_temperature: float = 0.04
     teacher_momentum: float = 0.996
     koleo_weight: float = 0.1
+    koleo_chunks: int = 0  # 0 = one term per global view; official: 4 (its chunk-count bug)
+    # teacher momentum cosine over this phase's real steps (0), or, as officially, over this many steps read
+    # from step `steps per epoch` on (official: 20 epochs x 1,252 NTU-60 XSub single-GPU steps = 25,040)
+    teacher_momentum_span: int = 0
     local_views: int = 0  # student-only temporal crops of local_interval of the valid frames
     local_interval: tuple[float, float] = (0.4, 0.8)
     # MAMP + NNCLR (Table 4)
@@ -124,6 +131,8 @@ class TuneConfig:
             raise ValueError(f"workflow must be one of {WORKFLOWS}, got {self.workflow!r}")
         if self.select not in ("last", "monitor", "test"):
             raise ValueError(f"select must be last, monitor or test, got {self.select!r}")
+        if self.teacher_head_init not in ("copy", "independent"):
+            raise ValueError(f"teacher_head_init must be copy or independent, got {self.teacher_head_init!r}")
         if self.monitor_feature not in ("pooled", "projection"):
             raise ValueError(f"monitor_feature must be pooled or projection, got {self.monitor_feature!r}")
         if self.weight_decay_scope not in ("matrices", "all"):
@@ -225,13 +234,15 @@ def build_model(cfg: TuneConfig, init: str | None):
     generator = torch.Generator().manual_seed(cfg.run.seed)
     if cfg.method == "dino":
         model = DINO(encoder, out_dim=cfg.dino_out_dim, student_temperature=cfg.student_temperature,
-                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight)
+                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight,
+                     koleo_chunks=cfg.koleo_chunks)
         heads = [model.head]
     else:
         head = ProjectorPredictor(dim, hidden_dim=cfg.projector_hidden, out_dim=dim)
         common = dict(queue_size=cfg.queue_size, temperature=cfg.temperature, queue_generator=generator)
         if cfg.method == "moco":
-            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum, **common)
+            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum,
+                         extra_pointer_advance=cfg.moco_extra_pointer_advance, **common)
         elif cfg.method == "mamp-nnclr":
             model = MAMPNNCLR(encoder, head, mamp_weight=cfg.mamp_weight, topk=cfg.topk, **common)
         else:
@@ -244,6 +255,10 @@ def build_model(cfg: TuneConfig, init: str | None):
                 model.queue.features.copy_(queue)
                 model.queue.ptr.fill_(int(ptr))
                 model.queue.ids.copy_(ids)
+    if cfg.teacher_head_init == "independent" and hasattr(model, "teacher_head"):
+        # official: weights_init ran after the teacher copy, so the teacher head is its own random draw
+        with torch.no_grad():
+            model.teacher_head.apply(stars_weights_init)
     return model, heads, encoder
 
 
@@ -293,11 +308,20 @@ def _step_fn(cfg: TuneConfig):
 
 
 def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | Path, *,
-               resume: bool = False) -> Path:
-    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor)."""
+               resume: bool = False, overwrite: bool = False, allow_changed: bool = False) -> Path:
+    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor).
+
+    `out` may not contain `init`; an `out` that holds a run needs `resume` (a changed config, dataset or
+    init is refused unless `allow_changed`) or `overwrite`; see `stars.rundir.run_folder`."""
     out = Path(out)
     if cfg.method != "nnclr" and init is None:
         raise ValueError(f"tune {cfg.method}: --init (a stage-1 checkpoint) is required")
+    with run_folder(out, resume=resume, overwrite=overwrite, inputs=[("--init", init)]) as folder:
+        return _tune(cfg, init, data, out, folder.resume, allow_changed)
+
+
+def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume: bool,
+          allow_changed: bool) -> Path:
     info = dist.init_distributed(cfg.run.device)
     world = info.world_size
     if cfg.run.batch_size % world:
@@ -336,13 +360,7 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         rank=info.rank,
         world_size=world,
     )
-    if dist.is_main_process():
-        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
-                       world_size=world, num_train=len(train_split),
-                       num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
-                       monitor="none" if monitor_parts is None else (
-                           "held-out" if monitor_parts[1] is not None else "leave-one-out"),
-                       encoder=dataclasses.asdict(enc_cfg))
+    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
     after_step = _teacher_update(cfg, cfg.run.epochs, len(loader))
@@ -377,18 +395,28 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
     if cfg.workflow == "two-step":
         head_dir = out / "head"
         if not (head_dir / FINAL_NAME).exists():
-            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind)
-        state = torch.load(head_dir / FINAL_NAME, map_location="cpu", weights_only=True)
+            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
+                        data_id)
+        state = load_checkpoint_file(head_dir / FINAL_NAME)
         model.load_state_dict(state["model"])
 
     groups = param_groups(cfg, model, heads, encoder)
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, cfg.run, out, kind=kind, config=config,
-                      info=info, after_step=after_step, end_of_epoch=monitor)
+                      info=info, after_step=after_step, end_of_epoch=monitor, data=data_id)
+    resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        epoch = trainer.resume(allow_changed=allow_changed)  # validated before anything is written
+        resumes = resume_history(out, epoch, trainer.resume_changes)
         column = {"test": "test_knn_best", "monitor": "monitor_knn_best"}.get(cfg.select)
         scores = [float(r[column]) for r in trainer.metrics.rows() if r.get(column)] if column else []
         best["value"] = max(scores, default=-1.0)  # best.pt already holds that epoch
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
+                       world_size=world, num_train=len(train_split),
+                       num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
+                       monitor="none" if monitor_parts is None else (
+                           "held-out" if monitor_parts[1] is not None else "leave-one-out"),
+                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes)
     trainer.fit()
     if test_split is not None and dist.is_main_process():
         write_test_max(out)
@@ -431,15 +459,21 @@ def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
     steps (data size, global batch, world size; the official code hard-coded NTU-60 XSub on one GPU)."""
     if cfg.method != "dino":
         return None
-    schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+    if cfg.teacher_momentum_span:  # the official schedule: fixed length, epoch counter starting at 1
+        schedule = teacher_momentum_schedule(1, cfg.teacher_momentum_span, base=cfg.teacher_momentum, final=1.0)
+        offset = steps_per_epoch
+    else:
+        schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+        offset = 0
 
     def after_step(module, step):
-        module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+        module.update_teacher(float(schedule[min(offset + step, len(schedule) - 1)]))
 
     return after_step
 
 
-def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind) -> None:
+def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
+                data_id) -> None:
     """Two-step workflow, first step (Appendix A phase 2, the released second stage): train only the head
     (and fill the queue) on the frozen encoder."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
@@ -457,9 +491,9 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
 
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind=f"{kind}-head",
                       config=config, info=info, end_of_epoch=converge,
-                      after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)))
+                      after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)), data=data_id)
     if resume and (head_dir / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        trainer.resume(allow_changed=allow_changed)
     trainer.fit()
 
 
@@ -472,7 +506,8 @@ def main(args) -> int:
         recipe = recipe_overrides(cfg.dataset_preset, "tune", cfg.method, args.preset)
         print(f"dataset preset: {cfg.dataset_preset} {recipe}; workflow {cfg.workflow}, alpha {cfg.alpha}, "
               f"lr {cfg.optim.lr}, epochs {cfg.run.epochs}, global batch {cfg.run.batch_size}", flush=True)
-    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume)
+    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume,
+                      overwrite=getattr(args, "overwrite", False), allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
         print(f"selected checkpoint: {path}")
     return 0
