@@ -216,7 +216,8 @@ seed: int = 0  # seed
 """
 
 
-def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_path, capsys):
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_path, capsys, jobs):
     folder = tmp_path / "notebooks"
     folder.mkdir()
     (folder / "a_fails.py").write_text(NOTEBOOK_HEADER + '# %%\nraise RuntimeError("deliberate failure")\n')
@@ -224,10 +225,12 @@ def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_pat
         NOTEBOOK_HEADER + "# %%\nfrom pathlib import Path\n\nPath(results_dir, 'b_runs.txt').write_text(profile)\n"
     )
     out = tmp_path / "out"
-    status = run_all(profile="smoke", data=None, out_dir=str(out), folder=folder)
+    status = run_all(profile="smoke", data=None, out_dir=str(out), folder=folder, jobs=jobs)
     captured = capsys.readouterr()
     assert status == 1
-    assert "a_fails: FAILED: PapermillExecutionError" in captured.out
+    assert "a_fails: FAILED: PapermillExecutionError: RuntimeError: deliberate failure" in captured.out
+    timings = json.loads((out / "notebooks" / "timings.json").read_text())
+    assert (timings["jobs"], timings["failed"], list(timings["notebooks_s"])) == (jobs, ["a_fails"], ["a_fails", "b_runs"])
     assert "failed: a_fails" in captured.err and "b_runs" not in captured.err
     assert (out / "b_runs.txt").read_text() == "smoke"
     assert os.environ["STARS_CACHE"] == str(stars_cache)
