@@ -46,11 +46,12 @@ def stars_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smoke_run(stars_cache, tmp_path_factory):
-    """Every notebook in the smoke profile, once: (exit status, log, results folder, cache)."""
+    """Every notebook in the smoke profile, once, two at a time (as `make tables PROFILE=smoke JOBS=2`):
+    (exit status, log, results folder, cache)."""
     out = tmp_path_factory.mktemp("smoke-results")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        status = run_all(profile="smoke", data=None, out_dir=str(out))
+        status = run_all(profile="smoke", data=None, out_dir=str(out), jobs=2)  # two kernels, one thread each
     (out / "run_all.log").write_text(buffer.getvalue())
     return status, buffer.getvalue(), out, stars_cache
 
