@@ -150,10 +150,22 @@ def _forward_macs(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     return layers + sum(attention)
 
 
-def run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 32, steps: int = 3,
+def run_bench(*args, **kwargs) -> dict:
+    """Time `workloads` for ours and the baseline; -> a JSON-ready dict (see the module docstring).
+
+    Arguments as `_run_bench`. A process group started for the official NNCLR is closed again."""
+    had_group = torch.distributed.is_available() and torch.distributed.is_initialized()
+    try:
+        return _run_bench(*args, **kwargs)
+    finally:
+        if not had_group and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 32, steps: int = 3,
               device: str | None = None, against_official: str | None = None, workloads=WORKLOADS,
-              rounds: int = 3, warmup: int = 1, precision: str = "auto", compile: bool = False) -> dict:
-    """Time `workloads` for ours and the baseline; -> a JSON-ready dict (see the module docstring)."""
+              rounds: int = 3, warmup: int = 1, precision: str = "auto", compile: bool = False,
+              profile: bool = False) -> dict:
     from stars.data.augment import AugmentConfig
     from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, ReferenceFeeder
     from stars.data.npz import load_split
@@ -221,6 +233,8 @@ def run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 
 
     def record(name: str, sides: list[Side], flops: float | None) -> None:
         time_sides(sides, dev, rounds, steps, warmup)
+        if profile:
+            results.setdefault("profiles", {})[name] = profile_step(sides[0].step, dev)
         ours, other = (_summary(s, flops, peak) for s in sides)
         results["workloads"][name] = {"ours": ours, "baseline": other,
                                       "speedup": other["seconds_per_step"] / ours["seconds_per_step"]}
@@ -360,6 +374,18 @@ def run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 
     return results
 
 
+def profile_step(step: Callable[[], object], device: torch.device, rows: int = 15) -> str:
+    """torch.profiler table of one step of ours: the operators taking the most time (device time on CUDA)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+
+
 class _EncoderAndHead(torch.nn.Module):
     """encoder + projector/predictor on one view: the nominal forward work of a tuning step per view."""
 
@@ -372,7 +398,12 @@ class _EncoderAndHead(torch.nn.Module):
 
 
 def _maybe_compile(module: torch.nn.Module, enabled: bool):
-    return torch.compile(module) if enabled else module
+    """The training loop's regional compilation (every transformer block, in place) when enabled."""
+    if enabled:
+        from stars.train.engine import compile_regions
+
+        compile_regions(module)
+    return module
 
 
 def format_results(results: dict) -> str:
@@ -398,8 +429,10 @@ def main(args) -> int:
     workloads = tuple(w.strip() for w in args.workloads.split(",") if w.strip())
     results = run_bench(args.data, args.preset, args.batch_size, args.steps, args.device,
                         against_official=args.against_official, workloads=workloads, rounds=args.rounds,
-                        precision=args.precision, compile=args.compile)
+                        precision=args.precision, compile=args.compile, profile=args.profile)
     print(format_results(results))
+    for name, table in results.get("profiles", {}).items():
+        print(f"\n--- profile of our {name} step ---\n{table}")
     if args.out:
         write_json(args.out, results)
     else:

@@ -19,11 +19,13 @@ needs the same run waits for it instead of training it twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +58,10 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     from stars.data.synthetic import prepare_synthetic
 
     small = name == "smoke"
-    # smoke: a few hundred short sequences; demo: the generator's default, 40 subjects x 20 classes x 3 views
-    # (2400 sequences, 1200 per XSub side)
-    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120} if small else {}
+    # smoke: 600 sequences of at most 120 frames, stored at T = 120 (a 43 MB file instead of 108 MB at T = 300,
+    # read by every run); demo: the generator's default, 40 subjects x 20 classes x 3 views (2400 sequences,
+    # 1200 per XSub side)
+    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120, "max_length": 120} if small else {}
     folder = root / ("synthetic-smoke" if small else "synthetic-demo")
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
@@ -105,6 +108,9 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     cache_root = cache_root or default_cache_root()
     if name in ("smoke", "demo"):
+        if data:
+            raise ConfigError(f"profile {name!r} runs on the embedded synthetic dataset and does not read "
+                              f"data={str(data)!r}; drop it, or use profile real or paper for your own data")
         return _synthetic_profile(name, cache_root / "data")
     if not data:
         raise ConfigError(f"profile {name!r} needs DATA: the folder with the dataset files")
@@ -173,6 +179,48 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 CACHE_VERSION = 2
 
 
+def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}.
+    Memoised per (path, size, mtime) within a process."""
+    stat = Path(path).stat()
+    return {"file": Path(path).name, "bytes": stat.st_size,
+            "sha256": _content_hash(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)}
+
+
+@functools.lru_cache(maxsize=256)
+def _content_hash(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(16 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def keep_eval_checkpoints() -> bool:
+    """Whether finished evaluations keep the checkpoints of the heads / finetuned encoders they trained
+    (STARS_KEEP_EVAL_CHECKPOINTS=1). By default they are deleted once metrics.json is written: the
+    evaluations of the smoke profile alone would otherwise keep about 0.7 GB of them."""
+    return os.environ.get("STARS_KEEP_EVAL_CHECKPOINTS", "0").lower() in ("1", "true", "yes")
+
+
+def check_device(device: str | None) -> str | None:
+    """`device` as given ("" / None = the default), or ConfigError when it names no device or CUDA is
+    asked for on a machine without it."""
+    if not device:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available on this machine; use device=cpu")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -207,22 +255,28 @@ def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckp
 
 
 class Experiment:
-    """One notebook's view of a profile: datasets, cached runs, and where its results go."""
+    """One notebook's view of a profile: datasets, cached runs, and where its results go.
+
+    `seed` is the seed of every run the notebook asks for: `run.seed` of pretraining and tuning, `seed` of
+    the evaluation protocols (head initialisation, subsets, episodes), the semi-supervised runs' seeds
+    (seed, seed + 1, ...) and the t-SNE seed (42 + seed, the official 42 by default). Every run used is
+    recorded (`runs`) and written into the provenance of the tables.
+    """
 
     def __init__(self, name: str, profile: str = "demo", data: str | None = None, device: str | None = None,
-                 results_dir: str | None = None, progress: bool = False):
+                 results_dir: str | None = None, progress: bool = False, seed: int = 0):
+        if seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {seed}")
         self.name = name
         self.profile = get_profile(profile, data)
-        self.device = device
+        self.device = check_device(device)
         self.progress = progress
+        self.seed = seed
         self.cache = default_cache_root() / self.profile.name
-        if results_dir:
-            self.out_dir = Path(results_dir)
-        elif self.profile.name == "smoke":
-            self.out_dir = Path(tempfile.mkdtemp(prefix=f"stars-smoke-{name}-"))
-        else:
-            self.out_dir = RESULTS_ROOT / self.profile.name
+        self.out_dir = Path(results_dir) if results_dir else RESULTS_ROOT / self.profile.name
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.runs: dict[str, dict[str, Any]] = {}  # run folder name -> what it is (for the provenance)
+        self.params: dict[str, Any] = {}
 
     # --- data --------------------------------------------------------------------------------
     def dataset(self, role: str = "xsub") -> str:
@@ -241,12 +295,30 @@ class Experiment:
         except KeyError:
             raise ConfigError(f"profile {self.profile.name!r} has no {role!r} dataset") from None
 
+    def fingerprints(self, roles: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """role -> dataset_fingerprint of that role's file."""
+        return {role: dataset_fingerprint(self.dataset(role)) for role in roles}
+
     # --- cached runs -------------------------------------------------------------------------
+    def _seed_overrides(self, kind: str, method: str) -> list[str]:
+        if kind in ("pretrain", "tune"):
+            return [f"run.seed={self.seed}"]
+        if not self.seed:
+            return []
+        if method == "semi":
+            from stars.eval.cli import resolve_config
+
+            runs = resolve_config("semi", self.profile.preset, list(self.profile.evaluation.get("semi", ()))).runs
+            return [f"seeds={_fmt(range(self.seed, self.seed + runs))}"]
+        if method == "tsne":
+            return [f"random_state={42 + self.seed}"]
+        return [f"seed={self.seed}"]
+
     def _overrides(self, kind: str, method: str, extra: dict[str, Any] | None) -> list[str]:
         base = {"pretrain": self.profile.pretrain, "tune": self.profile.tune}.get(kind)
         if base is None:
             base = self.profile.evaluation.get(method, ())
-        items = list(base) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        items = list(base) + self._seed_overrides(kind, method) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
         if kind in ("pretrain", "tune"):
             items.append(f"run.progress={self.progress}")
         return items
@@ -258,7 +330,24 @@ class Experiment:
                              data=evaluated)
         key = _key(kind, method, resolved, file_fingerprint(data),
                    file_fingerprint(init) if init else None, file_fingerprint(target) if target else None)
-        return self.cache / f"{kind}-{method}-{key}"
+        run_dir = self.cache / f"{kind}-{method}-{key}"
+        self.runs[run_dir.name] = {
+            "kind": kind, "method": method, "dataset": Path(data).name,
+            "init": Path(init).parent.name if init else None, "target": Path(target).name if target else None,
+            "config": resolved,
+        }
+        return run_dir
+
+    @contextlib.contextmanager
+    def _logged(self, run_dir: Path):
+        """Run a cached computation with its console output in `<cache>/logs/<run>.log` (not in the
+        notebook, where it would only repeat cache paths), and say in one line what ran and how long."""
+        log_path = self.cache / "logs" / f"{run_dir.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+        print(f"ran {run_dir.name} in {time.perf_counter() - start:.1f} s")
 
     def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides: Any) -> str:
         """Final checkpoint of a stage-1 run (trained now unless cached)."""
@@ -270,8 +359,9 @@ class Experiment:
         final = run_dir / "final.pt"
         with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
             if not final.exists():
-                main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
-                                        resume=True, overrides=items, device=self.device))
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
+                                            resume=True, overrides=items, device=self.device))
         return str(final)
 
     def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
@@ -284,8 +374,10 @@ class Experiment:
         final = run_dir / "final.pt"
         with RunLock(run_dir, wait=True):
             if not final.exists():
-                main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
-                                        preset=self.profile.preset, resume=True, overrides=items, device=self.device))
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
+                                            preset=self.profile.preset, resume=True, overrides=items,
+                                            device=self.device))
         return str(final)
 
     def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
@@ -300,52 +392,83 @@ class Experiment:
         metrics = run_dir / "metrics.json"
         with RunLock(run_dir, wait=True):
             if not metrics.exists():
-                main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
-                                        out=str(run_dir), preset=self.profile.preset, resume=True, overrides=items,
-                                        device=self.device))
+                with self._logged(run_dir):
+                    main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
+                                            out=str(run_dir), preset=self.profile.preset, resume=True,
+                                            overrides=items, device=self.device))
+                if not keep_eval_checkpoints():
+                    for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
+                        checkpoint.unlink()
         result = json.loads(metrics.read_text())
         result["_dir"] = str(run_dir)
         return result
 
     # --- outputs -----------------------------------------------------------------------------
-    def table(self, df, title: str, dataset: str, notes: str = "", name: str | None = None,
-              demo_label: bool = True) -> Path:
-        """Write the table; `demo_label` marks smoke/demo numbers as not the paper's (off for
-        results that do not depend on data, such as parameter counts)."""
-        return write_table(df, self.out_dir, name or self.name, title=title, profile=self.profile.name,
-                           dataset=dataset, notes=notes, demo_label=demo_label)
+    def provenance(self, roles: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        """What the notebook's results come from: parameters, seed, dataset fingerprints of `roles`, and
+        every cached run used (folder name = cache key, with its resolved config)."""
+        return {"parameters": self.params, "seed": self.seed,
+                "datasets": self.fingerprints(roles) if roles else {},
+                "runs": dict(sorted(self.runs.items()))}
 
-    def figure(self, fig, name: str | None = None) -> Path:
-        return write_figure(fig, self.out_dir, name or self.name)
+    def table(self, df, title: str, roles: list[str] | tuple[str, ...] | str, notes: str = "",
+              name: str | None = None, demo_label: bool = True, dataset: str | None = None):
+        """Write the table (csv, md, json) and return it for display, rounded, with its title.
+
+        roles: the dataset roles the numbers come from (their fingerprints go into the provenance);
+        `dataset` overrides the label of the table (e.g. "architecture only"). `demo_label` marks
+        smoke/demo numbers as not the paper's (off for results that do not depend on data).
+        """
+        from stars.results import styled_table
+
+        roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        label = dataset or ", ".join(self.dataset_label(role) for role in roles)
+        write_table(df, self.out_dir, name or self.name, title=title, profile=self.profile.name,
+                    dataset=label, notes=notes, demo_label=demo_label, meta=self.provenance(roles))
+        return styled_table(df, title)
+
+    def figure(self, fig, caption: str, roles: list[str] | tuple[str, ...] | str, name: str | None = None):
+        """Write the figure as PNG with a caption (what it shows, then profile and datasets) drawn under it
+        and in the PNG metadata; -> the PNG as an IPython Image, shown inline as a cell's last expression."""
+        roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        prints = self.fingerprints(roles)
+        source = ", ".join(f"{p['file']} (sha256 {p['sha256'][:12]})" for p in prints.values())
+        full = f"{caption} Profile {self.profile.name}; data {source}."
+        path = write_figure(fig, self.out_dir, name or self.name, caption=full)
+        from IPython.display import Image
+
+        return Image(data=path.read_bytes(), format="png")  # the bytes, not the path: shows inline, embeds in HTML
 
     def save_params(self, params: Any) -> Path:
         """The notebook's validated parameters, next to its results."""
         from stars.config import save_config
 
         data = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)
+        self.params = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
         data["profile_description"] = self.profile.description
         return save_config(data, self.out_dir / f"{self.name}.config.yaml")
 
 
+def start_notebook(name: str, namespace: dict[str, Any]):
+    """The first call of every notebook, right after its parameters cell: -> (parameters, Experiment).
+
+    Validates the declared parameters (stars.parameters), opens the experiment of the profile with the
+    notebook's `profile`, `data`, `device`, `results_dir` and `seed`, saves the parameters next to the
+    results, and sets the display: figures drawn off-screen and shown once as the written PNG.
+    """
+    import matplotlib
+
+    from stars.parameters import notebook_parameters
+
+    matplotlib.use("Agg")
+    params = notebook_parameters(namespace)
+    exp = Experiment(name, params.profile, params.data or None, params.device or None,
+                     params.results_dir or None, seed=params.seed)
+    exp.save_params(params)
+    return params, exp
+
+
 def _fmt(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, range)):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
-
-
-def notebook_params(cls, namespace: dict[str, Any], before: set[str]):
-    """Validate a notebook's parameters into the frozen dataclass `cls`.
-
-    `before` is `set(globals())` taken before the parameters cell; every name defined since (by the
-    parameters cell or papermill's injected cell) must be a field of `cls`, and values, which may
-    arrive as strings, are parsed to the field types. Unknown or mistyped parameters fail with their name.
-    """
-    from stars.config import from_dict
-
-    names = {n for n in namespace if n not in before and not n.startswith("_")}
-    names = {n for n in names if not callable(namespace[n]) and type(namespace[n]).__name__ != "module"}
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(names - fields)
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {unknown}; known: {sorted(fields)}")
-    return from_dict(cls, {n: namespace[n] for n in names})

@@ -57,7 +57,8 @@ def _run(command: list[str], timeout: float, env: dict | None = None, cwd: Path 
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=max(timeout, 1),
                               env={**os.environ, **(env or {})})
-        out = {"returncode": done.returncode, "tail": (done.stdout + done.stderr)[-3000:]}
+        out = {"returncode": done.returncode, "tail": (done.stdout + done.stderr)[-3000:],
+               "stdout_tail": done.stdout[-6000:]}
     except subprocess.TimeoutExpired as err:
         text = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
         out = {"returncode": None, "timed_out": True, "tail": text[-3000:]}
@@ -249,7 +250,8 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
     out = {}
     runs = [("reference", None, "auto")]
     if official:
-        runs = [("official", official, "auto"), ("official_fp32", official, "fp32")] + runs
+        runs = [("official", official, "auto"), ("official_fp32", official, "fp32"),
+                ("official_compiled", official, "compile")] + runs
     start = time.perf_counter()
     for name, against, precision in runs:
         left = timeout - (time.perf_counter() - start)
@@ -258,8 +260,10 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
             continue
         path = Path(tempfile.mkdtemp()) / f"{name}.json"
         command = [sys.executable, "-m", "stars", "bench", "--device", device.type, "--preset", preset,
-                   "--batch-size", str(batch_size), "--steps", "5", "--rounds", "3", "--precision", precision,
-                   "--out", str(path)]
+                   "--batch-size", str(batch_size), "--steps", "5", "--rounds", "3",
+                   "--precision", "auto" if precision == "compile" else precision, "--out", str(path)]
+        if precision == "compile":
+            command += ["--compile", "--workloads", "pretrain,tune,eval"]
         if against:
             command += ["--against-official", against]
         result = _run(command, left)
@@ -272,7 +276,7 @@ def check_smoke(device: torch.device, timeout: float, work: Path) -> dict:
     result = _run([sys.executable, "-m", "stars.notebooks", "run-all", "--profile", "smoke", "--device", device.type,
                    "--out", str(work / "smoke")], timeout,
                   env={"STARS_CACHE": str(work / "smoke-cache"), "JUPYTER_PLATFORM_DIRS": "1", "MPLBACKEND": "Agg"})
-    ran = re.findall(r"\[tables\] (\S+): (ok|FAILED[^\n]*)", result["tail"])
+    ran = re.findall(r"\[tables\] (\S+): (ok[^\n]*|FAILED[^\n]*)", result.get("stdout_tail", result["tail"]))
     result["notebooks"] = {name: status for name, status in ran}
     result["ok"] = result["returncode"] == 0
     return result
@@ -284,10 +288,10 @@ def check_smoke(device: torch.device, timeout: float, work: Path) -> dict:
 def _markdown(report: dict) -> str:
     lines = [f"# GPU check — {report['device']}", "", f"commit {report['provenance']['commit']} · torch "
              f"{report['provenance']['torch']} · {report['provenance']['time']}", "",
-             "| check | result | seconds |", "|---|---|---|"]
+             "| check | result | seconds | commit |", "|---|---|---|---|"]
     for name, item in report["checks"].items():
         status = "ok" if item.get("ok") else ("not run" if item.get("skipped") else "FAILED")
-        lines.append(f"| {name} | {status} | {item.get('check_seconds', 0):.0f} |")
+        lines.append(f"| {name} | {status} | {item.get('check_seconds', 0):.0f} | {item.get('commit', '')} |")
     bf16 = report["checks"].get("bf16", {})
     if "feature_cosine_mean" in bf16:
         n = bf16["neighbours"]
@@ -345,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu (dry run)",
               "gpus": torch.cuda.device_count(),
               "provenance": provenance(device), "checks": {}}
+    previous = out_dir / f"{slug}.json"
+    if args.only and previous.exists():  # a partial rerun updates the checks it runs and keeps the others
+        report["checks"] = json.loads(previous.read_text()).get("checks", {})
     deadline = time.perf_counter() + args.budget_s
     work = Path(tempfile.mkdtemp(prefix="stars-gpu-check-"))
     left = lambda: deadline - time.perf_counter()  # noqa: E731
@@ -370,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # noqa: BLE001 - record and go on to the next check
             result = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
         result["check_seconds"] = time.perf_counter() - start
+        result["commit"] = report["provenance"]["commit"]
+        result["time"] = report["provenance"]["time"]
         report["checks"][name] = result
         print(f"[gpu-check] {name}: {'ok' if result.get('ok') else 'FAILED'} ({result['check_seconds']:.0f} s)", flush=True)
         write_json(out_dir / f"{slug}.json", report)

@@ -100,7 +100,10 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
 def git_commit() -> str:
     """The commit of the checkout the package runs from (+ '-dirty'), or 'unknown' outside git.
 
-    Changes under `results/` do not count as dirty: `make tables` rewrites those files while it runs."""
+    Changes under `results/` do not count as dirty: `make tables` rewrites those files while it runs.
+    STARS_COMMIT, when set, is the label instead (code run from a copy of the tree without its git history)."""
+    if os.environ.get("STARS_COMMIT"):
+        return os.environ["STARS_COMMIT"]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -129,11 +132,24 @@ def provenance(device=None, **extra: Any) -> dict[str, Any]:
         "device": device_description(device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
+        "threads": torch.get_num_threads(),
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
     }
+    command = command_line()
+    if command:
+        info["command"] = command
     info.update(extra)
     return info
+
+
+def command_line() -> str:
+    """The command that started this process, or "" inside a Jupyter kernel (whose command line is the
+    kernel launcher and a temporary connection file, which say nothing about the result)."""
+    if sys.argv and Path(sys.argv[0]).name in ("ipykernel_launcher.py", "ipykernel_launcher", "-c"):
+        return ""
+    if "ipykernel" in sys.modules and any(a.endswith(".json") and "kernel" in a for a in sys.argv):
+        return ""
+    return " ".join(sys.argv)
 
 
 def write_run_info(run_dir: str | Path, cfg: Any, device=None, **extra: Any) -> None:

@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
@@ -56,6 +55,8 @@ def confusion_figure(
     title: str = "",
 ) -> Figure:
     """Row-normalised confusion heat map with class names on both axes ("Predicted" x, "True" y)."""
+    import seaborn as sns  # imported here: a second of start-up that only figures need
+
     if num_classes is None:
         num_classes = len(class_names) if class_names else int(max(np.max(y_true), np.max(y_pred))) + 1
     names = _names(class_names, num_classes)

@@ -287,6 +287,8 @@ class DeviceSplit:
             warnings.warn(f"{where}: {len(single)} samples have a single frame, so no motion to learn from, e.g. "
                           f"{single[:5].tolist()}", stacklevel=2)
         device = pick_device() if device is None else torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N": comparable with x.device
+            device = torch.device("cuda", torch.cuda.current_device())
         budget = device_data_budget(device) if budget_bytes is None else int(budget_bytes)
         size = split.x.size * torch.tensor([], dtype=dtype).element_size()
         array = split.x if split.x.flags.writeable else np.array(split.x)
