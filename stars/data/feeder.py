@@ -37,7 +37,9 @@ def valid_lengths(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
 
     Official semantics (MAMP `valid_frame_num`): frames are counted, not located, i.e. the valid
     frames are assumed to be the first ones. (The official code tests the frame *sum* for zero; we
-    test every value, which differs only when a frame's values cancel exactly.)
+    test every value, which differs only when a frame's values cancel exactly.) `ReferenceFeeder`
+    keeps this count; the fast path (`DeviceSplit`) uses `valid_spans`, which equals it on files
+    without untracked zero frames at the start or inside a sequence.
     NumPy in -> NumPy out (processed in chunks), tensor in -> tensor out on the same device.
     """
     if x.ndim < 3:
@@ -50,6 +52,43 @@ def valid_lengths(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         chunk = x[start : start + _CHUNK]
         out[start : start + len(chunk)] = (chunk != 0).reshape(len(chunk), chunk.shape[1], -1).any(-1).sum(1)
     return out
+
+
+def valid_spans(x: np.ndarray | torch.Tensor) -> tuple:
+    """x: (N, T, ...) -> (first, length), both (N,) int64: the first frame holding a non-zero value and
+    the number of frames from it to the last such frame (0 and 0 for an all-zero sample).
+
+    Unlike the official count (`valid_lengths`), untracked all-zero frames at the start are skipped
+    and those inside a sequence do not shorten it, so the crop window covers the recorded motion.
+    On files without such frames (the official NTU files: frames without bodies are dropped) both
+    give the same window. NumPy in -> NumPy out, tensor in -> tensors out on the same device.
+    """
+    if x.ndim < 3:
+        raise ValueError(f"valid_spans: x must be (N, T, ...) with per-frame values, got shape {tuple(x.shape)}")
+    if isinstance(x, torch.Tensor):
+        nonzero = (x != 0).flatten(2).any(-1)
+        return _spans_of(nonzero, torch.arange(x.shape[1], device=x.device))
+    x = np.asarray(x)
+    first, length = np.zeros(len(x), dtype=np.int64), np.zeros(len(x), dtype=np.int64)
+    frames = np.arange(x.shape[1])
+    for start in range(0, len(x), _CHUNK):
+        chunk = x[start : start + _CHUNK]
+        nonzero = (chunk != 0).reshape(len(chunk), chunk.shape[1], -1).any(-1)
+        f, n = _spans_of(nonzero, frames)
+        first[start : start + len(chunk)], length[start : start + len(chunk)] = f, n
+    return first, length
+
+
+def _spans_of(nonzero, frames):
+    """nonzero: (N, T) bool -> (first, length) of the span from the first to the last True."""
+    any_frame = nonzero.any(1)
+    if isinstance(nonzero, torch.Tensor):
+        first = torch.where(nonzero, frames, nonzero.shape[1]).min(1).values
+        last = torch.where(nonzero, frames, -1).max(1).values
+        return torch.where(any_frame, first, 0), torch.where(any_frame, last - first + 1, 0)
+    first = np.where(nonzero, frames, nonzero.shape[1]).min(1)
+    last = np.where(nonzero, frames, -1).max(1)
+    return np.where(any_frame, first, 0), np.where(any_frame, last - first + 1, 0)
 
 
 def _check_interval(interval: tuple[float, ...], name: str, allow_single: bool) -> None:
@@ -229,7 +268,9 @@ class ReferenceFeeder(Dataset):
 class DeviceSplit:
     """A split held as tensors on one device.
 
-    x: (N, T, M, V, C), zero-padded frames at the end; y: (N,) int64; valid: (N,) int64 frame counts.
+    x: (N, T, M, V, C), zero-padded frames at the end; y: (N,) int64; valid: (N,) int64 frames from the
+    first to the last recorded frame; first: (N,) int64 index of the first recorded frame (None: all 0).
+    Crops are drawn in [first, first + valid) (see `valid_spans`).
     """
 
     x: torch.Tensor
@@ -238,6 +279,11 @@ class DeviceSplit:
     layout: SkeletonLayout
     num_classes: int
     name: str = ""
+    first: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.first is None:
+            self.first = torch.zeros_like(self.valid)
 
     @classmethod
     def from_split(
@@ -248,7 +294,7 @@ class DeviceSplit:
         if split.x.ndim != 5:
             raise ValueError(f"{where}: x must be (N, T, M, V, C), got shape {split.x.shape}")
         split.layout.check_array(split.x, where)
-        valid = valid_lengths(split.x)
+        first, valid = valid_spans(split.x)
         empty = np.flatnonzero(valid == 0)
         if len(empty):
             raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()}")
@@ -262,6 +308,7 @@ class DeviceSplit:
             layout=split.layout,
             num_classes=split.num_classes,
             name=split.name,
+            first=torch.from_numpy(first).to(device),
         )
 
     def __len__(self) -> int:
@@ -274,7 +321,8 @@ class DeviceSplit:
     def subset(self, indices: np.ndarray | torch.Tensor) -> DeviceSplit:
         """A copy holding `indices` only; batch "index" values then refer to positions in the subset."""
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
-        return DeviceSplit(self.x[idx], self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name)
+        return DeviceSplit(self.x[idx], self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name,
+                           self.first[idx])
 
 
 def crop_resize_batch(
@@ -320,7 +368,8 @@ class BatchLoader:
 
     Yields {"x": (B, C, T', V, M)} — or, when views > 1 or local_views > 0, {"views": [views x
     (B, C, T', V, M)], "local_views": [local_views x (B, C, T', V, M)]} — plus "y": (B,) labels,
-    "index": (B,) positions in `data`, and "crop": (B, 2) the (start, length) of the shared crop.
+    "index": (B,) positions in `data`, and "crop": (B, 2) the (start, length) of the shared crop, the
+    start counted from the sample's first recorded frame.
     Views share ONE crop and are augmented independently (STARS Feeder_dual); each local view is its
     own random crop of `local_interval` of the valid frames (no minimum length), resized to
     num_frames (DINO).
@@ -436,9 +485,11 @@ class BatchLoader:
         return clip.permute(0, 4, 1, 3, 2).contiguous()
 
     def _batch(self, indices, start, length, local_crops, generator) -> dict:
+        """start: (B,) crop starts relative to each sample's first recorded frame (as in "crop")."""
         device, frames = self.data.device, self.crop.num_frames
         indices = indices.to(device)
-        clip = crop_resize_batch(self.data.x, indices, start, length, frames)
+        first = self.data.first[indices]
+        clip = crop_resize_batch(self.data.x, indices, start.to(device) + first, length, frames)
         batch = {
             "y": self.data.y[indices],
             "index": indices,
@@ -450,7 +501,8 @@ class BatchLoader:
             return batch
         batch["views"] = global_views
         batch["local_views"] = [
-            self._view(crop_resize_batch(self.data.x, indices, s, n, frames), generator) for s, n in local_crops
+            self._view(crop_resize_batch(self.data.x, indices, s.to(device) + first, n, frames), generator)
+            for s, n in local_crops
         ]
         return batch
 

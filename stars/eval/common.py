@@ -30,11 +30,12 @@ from stars import dist
 from stars.config import to_dict
 from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, eval_loader
-from stars.data.npz import SkeletonSplit
+from stars.data.npz import SkeletonSplit, read_header
 from stars.data.splits import validation_holdout
 from stars.io import write_json, write_run_info
 from stars.models.checkpoint import (
     build_checkpoint,
+    check_checkpoint_data,
     detect_format,
     encoder_config_from_checkpoint,
     load_checkpoint_file,
@@ -74,18 +75,24 @@ def load_encoder_for_eval(
     drop_path: float = 0.0,
     *,
     seed: int = 0,
+    data: str | Path | None = None,
 ) -> tuple[SkeletonEncoder, dict[str, Any]]:
     """The encoder to evaluate, on `device`, and a description of where it came from.
 
-    ckpt None: a randomly initialised encoder of `preset` (default "paper"), weights drawn from a torch
-    generator seeded with `seed` (the global RNG is left untouched). Our checkpoints carry
+    data: the dataset file it will see. Its layout sets the joint count of a random encoder and is
+    checked against the layout a checkpoint records (`check_checkpoint_data`).
+    ckpt None or "random": a randomly initialised encoder of `preset` (default "paper") with the data's
+    joint count, weights drawn from a torch generator seeded with `seed` (the global RNG is left
+    untouched). Our checkpoints carry
     `config["encoder"]` (EncoderConfig fields), official MAMP / STARS ones are inferred from their tensor
     shapes (8 attention heads assumed). Every encoder weight must be present (strict loading); decoder,
     heads and queues are dropped. drop_path: stochastic-depth rate for finetuning (0 for frozen uses).
     """
     device = resolve_device(device)
-    if ckpt is None or str(ckpt) == "":
-        cfg = encoder_preset(preset or "paper", drop_path_rate=drop_path)
+    header = read_header(data) if data is not None else None
+    if is_random_init(ckpt):
+        joints = {"num_joints": header["layout"].num_joints} if header else {}
+        cfg = encoder_preset(preset or "paper", drop_path_rate=drop_path, **joints)
         rng_state = torch.random.get_rng_state()
         try:
             torch.manual_seed(seed)
@@ -93,9 +100,13 @@ def load_encoder_for_eval(
         finally:
             torch.random.set_rng_state(rng_state)
         info = {"source": "random init", "preset": preset or "paper", "seed": seed, "encoder": cfg.to_dict()}
+        if header:
+            info["layout"] = header["layout"].name
         return encoder.to(device), info
     obj = load_checkpoint_file(ckpt)
     fmt = detect_format(obj, str(ckpt))
+    if header:
+        check_checkpoint_data(obj, header["layout"], header["num_persons"], str(ckpt), str(data))
     cfg = dataclasses.replace(encoder_config_from_checkpoint(obj), drop_path_rate=drop_path)
     encoder = SkeletonEncoder(cfg)
     report = load_encoder(obj, encoder, strict=True)
@@ -108,6 +119,14 @@ def load_encoder_for_eval(
         "encoder": cfg.to_dict(),
     }
     return encoder.to(device), info
+
+
+RANDOM_INIT = "random"  # `--ckpt random`: a randomly initialised encoder (a baseline)
+
+
+def is_random_init(ckpt: str | Path | None) -> bool:
+    """True for no checkpoint: None, "" or "random"."""
+    return ckpt is None or str(ckpt) in ("", RANDOM_INIT)
 
 
 def eval_crop(encoder: SkeletonEncoder, ratio: float = 0.95) -> CropConfig:
@@ -436,7 +455,7 @@ def classifier_config(cfg: Any, encoder: SkeletonEncoder, protocol: str) -> dict
 
 
 __all__ = [
-    "ArrayLike", "resolve_device", "load_encoder_for_eval", "eval_crop", "check_layout", "extract_features",
+    "ArrayLike", "RANDOM_INIT", "is_random_init", "resolve_device", "load_encoder_for_eval", "eval_crop", "check_layout", "extract_features",
     "ProtocolResult", "write_result", "evaluate_classifier", "classification_step", "EpochSelection",
     "ClassifierTask", "fit_classifier", "classifier_config",
 ]

@@ -31,7 +31,7 @@ def write_features(
     if out.suffix != ".npy":
         raise ValueError(f"--out must name a .npy file, got {out}")
     resolved = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, resolved)
+    encoder, info = load_encoder_for_eval(ckpt, preset, resolved, data=data)
     features, labels = extract_features(encoder, load_split(data, split), crop, batch_size, resolved)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, features.astype(np.float32))

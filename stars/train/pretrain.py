@@ -6,6 +6,8 @@
 Defaults are the paper's (§4.4 of the reference): AdamW (0.9, 0.95), weight decay 0.05 on >=2-D
 weights only, lr 1e-3 -> 5e-4 with 20 warm-up epochs and a per-iteration half-cosine, 400 epochs,
 global batch 128, crop [0.5, 1] + resize to 120 frames + random rotation of +-0.3 rad.
+The encoder's joint count comes from the dataset file; the batch and the minimum crop are adapted
+(with a warning naming the key) when the training split is small (`stars.train.data_fit`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ import torch
 from stars import dist
 from stars.config import apply_overrides, to_dict
 from stars.data.augment import AugmentConfig
-from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
-from stars.data.npz import load_split
+from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
+from stars.data.npz import SkeletonSplit, load_split, read_header
 from stars.io import write_run_info
 from stars.methods.param_groups import pretrain_param_groups
+from stars.models.checkpoint import data_record
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig
 from stars.models.mamp import MAMPConfig, MaskedMotionModel
+from stars.train.data_fit import (
+    adapt_batch_size,
+    adapt_min_crop_length,
+    check_joint_override,
+    encoder_for_layout,
+    report,
+)
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 
@@ -78,6 +88,20 @@ def pretrain_preset(method: str = "mamp", preset: str = "paper") -> PretrainConf
     return cfg
 
 
+def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
+                where: str = "pretrain") -> tuple[PretrainConfig, list[str]]:
+    """The config for this training split: the encoder's joints from its layout, and the batch and
+    minimum crop adapted to a small dataset (`stars.train.data_fit`). -> (config, adaptation texts)."""
+    batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
+    _, lengths = valid_spans(split.x)
+    crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, lengths, cfg.crop_interval[0])
+    cfg = dataclasses.replace(
+        cfg, encoder=encoder_for_layout(cfg.encoder, split.layout), min_crop_length=crop,
+        run=dataclasses.replace(cfg.run, batch_size=batch),
+    )
+    return cfg, report([batch_note, crop_note], where)
+
+
 def _mamp_step(model, batch):
     loss, _, mask = model(batch["x"])
     return loss, {"masked_fraction": mask.float().mean()}
@@ -93,11 +117,7 @@ def run_pretraining(
     if cfg.run.batch_size % world:
         raise ValueError(f"global batch {cfg.run.batch_size} is not divisible by {world} processes")
     split = load_split(data, "train")
-    if split.layout.num_joints != cfg.encoder.num_joints:
-        raise ValueError(
-            f"{data}: {split.layout.num_joints} joints ({split.layout.name}) but the encoder expects "
-            f"{cfg.encoder.num_joints}; set encoder.num_joints={split.layout.num_joints}"
-        )
+    cfg, adapted = fit_to_data(cfg, split, world, str(data))
     train = DeviceSplit.from_split(split, info.device)
     loader = BatchLoader(
         train,
@@ -116,7 +136,9 @@ def run_pretraining(
     model = MaskedMotionModel(cfg.encoder, cfg.mamp)
     if dist.is_main_process():
         write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
-                       num_train=len(split))
+                       num_train=len(split), layout=split.layout.name, num_persons=split.num_persons,
+                       adapted_to_data=adapted)
+    record = data_record(split.layout, split.num_persons, str(data))
     trainer = Trainer(
         model,
         pretrain_param_groups(model, weight_decay=cfg.optim.weight_decay),
@@ -128,6 +150,7 @@ def run_pretraining(
         kind=cfg.method,
         config=cfg,
         info=info,
+        checkpoint_extra=lambda: {"data": record},
     )
     if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
@@ -138,6 +161,7 @@ def run_pretraining(
 def main(args) -> int:
     cfg = pretrain_preset(args.method, args.preset)
     overrides = list(args.overrides)
+    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = apply_overrides(cfg, overrides)

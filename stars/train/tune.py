@@ -22,8 +22,9 @@ import torch
 from stars import dist
 from stars.config import apply_overrides
 from stars.data.augment import AugmentConfig
-from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
-from stars.data.npz import load_split
+from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
+from stars.data.layouts import SkeletonLayout
+from stars.data.npz import SkeletonSplit, load_split, read_header
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
 from stars.io import atomic_torch_save, write_run_info
@@ -33,6 +34,8 @@ from stars.methods.moco import MoCo
 from stars.methods.nnclr import NNCLR
 from stars.methods.param_groups import partial_tuning_groups
 from stars.models.checkpoint import (
+    check_checkpoint_data,
+    data_record,
     detect_format,
     encoder_config_from_checkpoint,
     extract_stars_head_and_queue,
@@ -42,6 +45,14 @@ from stars.models.checkpoint import (
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
 from stars.models.heads import ProjectorPredictor
 from stars.models.mamp import MAMPConfig
+from stars.train.data_fit import (
+    adapt_batch_size,
+    adapt_min_crop_length,
+    adapt_queue_size,
+    check_joint_override,
+    encoder_for_layout,
+    report,
+)
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -146,17 +157,27 @@ def _tuned_blocks(spec: str, depth: int):
         raise ValueError(f"tuned_blocks: {spec!r} is not second_half, all, none or block indices") from None
 
 
-def _load_init(init: str | None, cfg: TuneConfig):
-    """-> (checkpoint object or None, encoder config)."""
+def _load_init(init: str | None, cfg: TuneConfig, layout: SkeletonLayout | None = None, num_persons: int = 1,
+               data: str = "data"):
+    """-> (checkpoint object or None, encoder config). Without `init` the encoder takes the layout's joint
+    count; with it, the checkpoint's recorded layout must match (`check_checkpoint_data`)."""
     if init is None:
-        return None, cfg.encoder
+        return None, cfg.encoder if layout is None else encoder_for_layout(cfg.encoder, layout)
     obj = load_checkpoint_file(init)
+    if layout is not None:
+        check_checkpoint_data(obj, layout, num_persons, str(init), data)
     return obj, encoder_config_from_checkpoint(obj, num_heads=cfg.encoder.num_heads)
 
 
-def build_model(cfg: TuneConfig, init: str | None):
-    """The method's module with stage-1 weights loaded, and its optimiser groups."""
-    obj, enc_cfg = _load_init(init, cfg)
+def build_model(cfg: TuneConfig, init: str | None, split: SkeletonSplit | None = None):
+    """The method's module with stage-1 weights loaded, and its optimiser groups.
+
+    split: the training data; its layout sets the joints of an encoder trained from scratch and is
+    checked against the layout a checkpoint records."""
+    if split is None:
+        obj, enc_cfg = _load_init(init, cfg)
+    else:
+        obj, enc_cfg = _load_init(init, cfg, split.layout, split.num_persons, split.path or split.name)
     enc_cfg = dataclasses.replace(enc_cfg, drop_path_rate=0.0)
     if cfg.method == "mamp-nnclr":
         encoder = MaskedMotionEncoder(enc_cfg, cfg.mamp)
@@ -258,8 +279,9 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         monitor_parts = (train_split, split.subset(held))
     else:
         train_split = split
+    cfg, adapted = fit_to_data(cfg, train_split, world, str(data))
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
-    model, heads, encoder = build_model(cfg, init)
+    model, heads, encoder = build_model(cfg, init, split)
     enc_cfg = encoder.cfg
     if enc_cfg.num_joints != split.layout.num_joints:
         raise ValueError(
@@ -285,7 +307,9 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
                        world_size=world, num_train=len(train_split),
                        num_monitor=len(monitor_parts[1]) if monitor_parts else 0,
-                       encoder=dataclasses.asdict(enc_cfg))
+                       encoder=dataclasses.asdict(enc_cfg), layout=split.layout.name,
+                       num_persons=split.num_persons, adapted_to_data=adapted)
+    record = data_record(split.layout, split.num_persons, str(data))
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
 
@@ -319,13 +343,30 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
 
     groups = param_groups(cfg, model, heads, encoder)
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, cfg.run, out, kind=kind, config=config,
-                      info=info, after_step=after_step, end_of_epoch=monitor)
+                      info=info, after_step=after_step, end_of_epoch=monitor,
+                      checkpoint_extra=lambda: {"data": record})
     if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
     trainer.fit()
     if cfg.select == "monitor" and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
+
+
+def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
+                where: str = "tune") -> tuple[TuneConfig, list[str]]:
+    """The config for this training split (`stars.train.data_fit`): the batch, the queue and (for random
+    crops) the minimum crop adapted to a small dataset. -> (config, adaptation texts)."""
+    batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
+    queue, queue_note = (cfg.queue_size, None)
+    if cfg.method != "dino":
+        queue, queue_note = adapt_queue_size(cfg.queue_size, len(split), batch)
+    crop, crop_note = (cfg.min_crop_length, None)
+    if len(cfg.crop_interval) == 2:
+        crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, valid_spans(split.x)[1], cfg.crop_interval[0])
+    cfg = dataclasses.replace(cfg, queue_size=queue, min_crop_length=crop,
+                              run=dataclasses.replace(cfg.run, batch_size=batch))
+    return cfg, report([batch_note, queue_note, crop_note], where)
 
 
 def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume) -> None:
@@ -353,6 +394,7 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
 def main(args) -> int:
     cfg = tune_preset(args.method, args.preset)
     overrides = list(args.overrides)
+    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = apply_overrides(cfg, overrides)
