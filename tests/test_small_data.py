@@ -87,3 +87,13 @@ def test_a_run_records_what_it_adapted(tmp_path):
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["adapted_to_data"] and run["adapted_to_data"][0].startswith("run.batch_size 128 ->")
     assert run["layout"] == "kinect_v1_20" and run["num_persons"] == 1
+
+
+def test_classifier_protocols_adapt_their_batch(tmp_path):
+    from stars.eval.linear import LinearConfig, run_linear
+
+    data = _small_file(tmp_path)
+    cfg = LinearConfig(epochs=1, batch_size=256, progress=False)
+    with pytest.warns(SmallDataWarning, match="batch_size 256 -> 7: the training split has 30 samples"):
+        metrics = run_linear("random", str(data), tmp_path / "lin", cfg, "cpu", "tiny")
+    assert 0.0 <= metrics["test_top1"] <= 100.0

@@ -43,6 +43,8 @@ from stars.models.checkpoint import (
     save_checkpoint,
 )
 from stars.models.encoder import SkeletonEncoder, encoder_preset
+from stars.train.data_fit import adapt_batch_size
+from stars.train.data_fit import report as report_adaptations
 from stars.train.engine import CHECKPOINT_NAME, OptimConfig, RunConfig, Trainer, unwrap
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -373,7 +375,8 @@ def fit_classifier(
     return value is then {} and nothing is evaluated.
     -> metrics: test_top1 (selected model), selected_epoch, and val_top1 / test_max_over_epochs when
     applicable; test predictions are written to `out/test_predictions.npy`, and with select="val" the
-    selected weights to `out/selected.pt` (`final.pt` always holds the last epoch).
+    selected weights to `out/selected.pt` (`final.pt` always holds the last epoch). A batch that leaves
+    fewer than `MIN_STEPS_PER_EPOCH` updates per epoch is made smaller, with a `SmallDataWarning`.
     """
     out = Path(out)
     if task.select not in ("last", "val"):
@@ -386,6 +389,10 @@ def fit_classifier(
     if task.select == "val":
         train_idx, val_idx = validation_holdout(task.train.y, task.val_fraction, run.seed)
         train_split, val_split = task.train.subset(train_idx), task.train.subset(val_idx)
+    batch_size, note = adapt_batch_size(run.batch_size, len(train_split), info.world_size, key="batch_size")
+    if note is not None:
+        report_adaptations([note], str(out))
+        run = dataclasses.replace(run, batch_size=batch_size)
     device = info.device
     train_data = DeviceSplit.from_split(train_split, device)
     val_data = DeviceSplit.from_split(val_split, device) if val_split is not None else None
