@@ -97,3 +97,14 @@ def test_classifier_protocols_adapt_their_batch(tmp_path):
     with pytest.warns(SmallDataWarning, match="batch_size 256 -> 7: the training split has 30 samples"):
         metrics = run_linear("random", str(data), tmp_path / "lin", cfg, "cpu", "tiny")
     assert 0.0 <= metrics["test_top1"] <= 100.0
+
+
+def test_adaptation_can_be_switched_off(tmp_path):
+    import warnings
+
+    split = load_split(_small_file(tmp_path), "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallDataWarning)
+        fitted, notes = fit_pretrain(apply_overrides(pretrain_preset("mamp", "small"), ["adapt_to_data=false"]), split)
+    assert notes == [] and fitted.run.batch_size == 64 and fitted.min_crop_length == 64
+    assert fitted.encoder.num_joints == 20  # the joints still come from the file

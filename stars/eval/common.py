@@ -389,7 +389,8 @@ def fit_classifier(
     if task.select == "val":
         train_idx, val_idx = validation_holdout(task.train.y, task.val_fraction, run.seed)
         train_split, val_split = task.train.subset(train_idx), task.train.subset(val_idx)
-    batch_size, note = adapt_batch_size(run.batch_size, len(train_split), info.world_size, key="batch_size")
+    batch_size, note = adapt_batch_size(run.batch_size, len(train_split), info.world_size, key="batch_size",
+                                        keep="")
     if note is not None:
         report_adaptations([note], str(out))
         run = dataclasses.replace(run, batch_size=batch_size)

@@ -4,9 +4,9 @@ are adapted, with a warning, when the data is small.
 The paper's defaults assume about 40,000 training sequences of 30-300 frames. On a few hundred short
 sequences four of them break a run or silently degrade it; `adapt_batch_size`, `adapt_queue_size` and
 `adapt_min_crop_length` change them and return an `Adaptation` that says what changed, why, and which
-config key sets it. The run prints it as a `SmallDataWarning` and records it in run.json. To keep a
-value, set it explicitly below the limit (or choose more data); a value the data cannot support at all
-is refused by the loader, naming the key.
+config key sets it. The run prints it as a `SmallDataWarning` and records it in run.json. To keep the
+configured values, set `adapt_to_data=false` (pretrain and tune configs); a batch the data cannot
+support at all is then refused by the loader.
 
     a global batch larger than the training split      -> run.batch_size (no batch at all otherwise)
     fewer than MIN_STEPS_PER_EPOCH updates per epoch    -> run.batch_size
@@ -41,9 +41,11 @@ class Adaptation:
     old: int
     new: int
     reason: str
+    keep: str = "adapt_to_data=false"  # the setting that keeps the configured value ("" when none)
 
     def __str__(self) -> str:
-        return f"{self.key} {self.old} -> {self.new}: {self.reason} (set {self.key} to choose another value)"
+        keep = f", {self.keep} to keep it" if self.keep else ""
+        return f"{self.key} {self.old} -> {self.new}: {self.reason} (set {self.key} to choose another value{keep})"
 
 
 def encoder_for_layout(cfg: EncoderConfig, layout: SkeletonLayout) -> EncoderConfig:
@@ -62,8 +64,8 @@ def check_joint_override(overrides: list[str], layout: SkeletonLayout, data: str
             )
 
 
-def adapt_batch_size(batch_size: int, num_samples: int, world_size: int = 1,
-                     key: str = "run.batch_size") -> tuple[int, Adaptation | None]:
+def adapt_batch_size(batch_size: int, num_samples: int, world_size: int = 1, key: str = "run.batch_size",
+                     keep: str = "adapt_to_data=false") -> tuple[int, Adaptation | None]:
     """Global batch for `num_samples` training samples: at least MIN_STEPS_PER_EPOCH full batches per
     epoch (training drops the last partial batch), a multiple of `world_size`.
 
@@ -80,7 +82,7 @@ def adapt_batch_size(batch_size: int, num_samples: int, world_size: int = 1,
     steps = num_samples // batch_size
     why = (f"the training split has {num_samples} samples, fewer than one batch" if steps == 0 else
            f"{num_samples} training samples give only {steps} update(s) per epoch")
-    return new, Adaptation(key, batch_size, new, f"{why}; now {num_samples // new} per epoch")
+    return new, Adaptation(key, batch_size, new, f"{why}; now {num_samples // new} per epoch", keep)
 
 
 def adapt_queue_size(queue_size: int, num_samples: int, global_batch: int,

@@ -50,6 +50,7 @@ class PretrainConfig:
     crop_interval: tuple[float, float] = (0.5, 1.0)  # random temporal crop ratio
     min_crop_length: int = 64  # frames, before resizing
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(random_rot=0.3))
+    adapt_to_data: bool = True  # shrink batch / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
         if self.method not in ("mamp", "mae"):
@@ -92,6 +93,8 @@ def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
                 where: str = "pretrain") -> tuple[PretrainConfig, list[str]]:
     """The config for this training split: the encoder's joints from its layout, and the batch and
     minimum crop adapted to a small dataset (`stars.train.data_fit`). -> (config, adaptation texts)."""
+    if not cfg.adapt_to_data:
+        return dataclasses.replace(cfg, encoder=encoder_for_layout(cfg.encoder, split.layout)), []
     batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
     _, lengths = valid_spans(split.x)
     crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, lengths, cfg.crop_interval[0])

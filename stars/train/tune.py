@@ -101,6 +101,7 @@ class TuneConfig:
     monitor_fraction: float = 0.1
     monitor_every: int = 1  # epochs; 0 = off
     select: str = "last"  # last | monitor (the epoch best on the held-out training part)
+    adapt_to_data: bool = True  # shrink batch / queue / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -357,6 +358,8 @@ def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
                 where: str = "tune") -> tuple[TuneConfig, list[str]]:
     """The config for this training split (`stars.train.data_fit`): the batch, the queue and (for random
     crops) the minimum crop adapted to a small dataset. -> (config, adaptation texts)."""
+    if not cfg.adapt_to_data:
+        return cfg, []
     batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
     queue, queue_note = (cfg.queue_size, None)
     if cfg.method != "dino":
