@@ -9,9 +9,13 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= demo
 DATA ?=
 JOBS ?= 1
+NB ?=
+P ?=
+PY ?= $(BIN)/python
+OFFICIAL ?=
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: help setup tables test test-fast lint lab clean-results
+.PHONY: help setup tables notebook test test-fast lint lab clean-results clean-cache gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -27,8 +31,12 @@ setup: $(BIN)/python  ## create .venv, install torch + the package (editable) + 
 	$(BIN)/python -m ipykernel install --user --name stars --display-name "Python (stars)"
 	@echo "set-up done: $(BIN)/stars --help"
 
-tables:  ## run every notebook with papermill (PROFILE=demo|real|paper, DATA=DIR) into results/
-	$(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+tables:  ## run every notebook with papermill (PROFILE=smoke|demo|real|paper, DATA=DIR, SET="scope:key=value ...") into results/PROFILE/
+	$(if $(SET),STARS_OVERRIDES="$(SET)") $(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+
+notebook:  ## run one notebook: make notebook NB=table09_batch_size P='batch_sizes=[8,48] seed=1' [PROFILE=...]
+	@test -n "$(NB)" || { echo "NB=<name> is required; the notebooks: $$($(BIN)/python -m stars.notebooks list | tr '\n' ' ')"; exit 2; }
+	$(BIN)/python -m stars.notebooks run $(NB) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(foreach p,$(P),--set '$(p)')
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q
@@ -39,8 +47,19 @@ test-fast:  ## run the tests that are not marked slow
 lint:  ## ruff over the package, notebooks and tests
 	$(BIN)/python -m ruff check stars tests notebooks
 
-lab:  ## open JupyterLab on notebooks/
-	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+# JupyterLab at the repository root (results/ and notebooks/ side by side); jupyter/lab/settings/overrides.json
+# makes the notebooks' paired .py files open as notebooks (jupytext) by default.
+LAB_ARGS = --ServerApp.root_dir=$(CURDIR) --LabApp.app_settings_dir=$(CURDIR)/jupyter/lab/settings \
+	$(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab:  ## open JupyterLab at the repository root; notebooks/*.py open as notebooks
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
 clean-results:  ## remove results/ of PROFILE
 	rm -rf results/$(PROFILE)
+
+clean-cache:  ## remove the trained runs and datasets cached for PROFILE (cache/PROFILE, cache/data/synthetic-PROFILE)
+	rm -rf $${STARS_CACHE:-cache}/$(PROFILE) $${STARS_CACHE:-cache}/data/synthetic-$(PROFILE)
+
+gpu-check:  ## on a CUDA machine: gpu tests, bf16 vs fp32, resume, torchrun, bench, smoke -> results/gpu/ (OFFICIAL=DIR: time the official code too)
+	$(PY) -m stars.gpu_check $(if $(OFFICIAL),--against-official $(OFFICIAL)) $(if $(GPU_BUDGET),--budget-s $(GPU_BUDGET))

@@ -5,6 +5,10 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -14,62 +18,31 @@
 # NNCLR alone (300 epochs in the paper). Two variants: the `nnclr` defaults (mirroring, main-axis
 # rotation, random temporal crops of 50-100 %), and no augmentation at all (full-length, identical
 # views). Without a pretrained encoder the nearest neighbours in the queue are not yet samples of the
-# same action, which is why STARS starts from MAMP. Evaluation: cosine KNN, uniform vote.
-#
-# Paper (NTU-60, top-1 %; the paper reports one configuration, the text discusses the run without
-# augmentation):
-#
-# | K | XSub | XView |
-# |---|---|---|
-# | 1 | 37.6 | 30.5 |
-# | 2 | 35.8 | 28.7 |
-# | 5 | 39.9 | 32.3 |
-# | 10 | 41.2 | 33.6 |
-
-# %%
-_before = set(globals())
+# same action, which is why STARS starts from MAMP. Evaluation: cosine KNN, uniform vote. The paper
+# reports one configuration (its text discusses the run without augmentation); its numbers
+# (`stars/paper_numbers.yaml`) stand beside ours.
 
 # %% tags=["parameters"]
-profile = "demo"
-data = ""
-device = ""
-results_dir = ""
-datasets = ["xsub", "xview"]
-ks = [1, 2, 5, 10]
+profile: str = "demo"  # smoke | demo | real | paper (README, "Profiles")
+data: str = ""  # folder with the dataset files: profiles real and paper only
+device: str = ""  # cpu, cuda or cuda:N; empty: CUDA when available, else the CPU
+results_dir: str = ""  # empty: results/<profile>/
+seed: int = 0  # seed of every training and evaluation run
+datasets: list[str] = ["xsub", "xview"]  # dataset roles of the profile
+ks: list[int] = [1, 2, 5, 10]  # uniform-vote KNN k values
 
 # %%
-from dataclasses import dataclass
-
 import pandas as pd
 
-from stars.experiments import Experiment, notebook_params
+from stars.experiments import start_notebook
+from stars.parameters import require
+from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value, role_title
 
-
-@dataclass(frozen=True)
-class Params:
-    profile: str = "demo"
-    data: str = ""
-    device: str = ""
-    results_dir: str = ""
-    datasets: tuple[str, ...] = ("xsub", "xview")
-    ks: tuple[int, ...] = (1, 2, 5, 10)  # uniform-vote KNN k values
-
-    def __post_init__(self) -> None:
-        if not self.datasets:
-            raise ValueError("datasets: give at least one dataset role (xsub, xview)")
-        if not self.ks or any(k < 1 for k in self.ks):
-            raise ValueError(f"ks must be positive, got {self.ks}")
-
-
-params = notebook_params(Params, globals(), _before)
-exp = Experiment("table05_nnclr_from_scratch", params.profile, params.data or None, params.device or None,
-                 params.results_dir or None)
-exp.save_params(params)
+params, exp = start_notebook("table05_nnclr_from_scratch", globals())
+require(bool(params.datasets), "datasets: give at least one dataset role (xsub, xview)")
+require(bool(params.ks) and min(params.ks) >= 1, f"ks must be positive, got {list(params.ks)}")
 
 # %%
-from stars.tables import NAN, encoder_checkpoint, evaluation, metric, role_title
-
-PAPER = {"xsub": {1: 37.6, 2: 35.8, 5: 39.9, 10: 41.2}, "xview": {1: 30.5, 2: 28.7, 5: 32.3, 10: 33.6}}
 NO_AUGMENTATION = {"augment.mirror": False, "augment.main_axis_rotation": False, "crop_interval": [1.0, 1.0]}
 
 results = {}
@@ -84,15 +57,13 @@ for k in params.ks:
     for role in params.datasets:
         for variant in ("w/ aug", "w/o aug"):
             row[f"{role_title(role)} {variant}"] = metric(results[variant, role], f"majority_k{k}")
-        row[f"{role_title(role)} paper"] = PAPER.get(role, {}).get(k, NAN)
+        row[f"{role_title(role)} paper"] = paper_value("table05_nnclr_from_scratch", role, k)
     rows.append(row)
 table = pd.DataFrame(rows)
-table
 
 # %%
 exp.table(
-    table, "Table 5 — NNCLR from scratch, with and without augmentation (KNN)",
-    dataset=", ".join(exp.dataset_label(role) for role in params.datasets),
+    table, "Table 5 — NNCLR from scratch, with and without augmentation (KNN)", roles=params.datasets,
     notes=("Top-1 %, cosine KNN (uniform vote). w/ aug: mirroring, main-axis rotation, crops of 50-100 %; "
-           "w/o aug: none of them, full-length views. Paper: NTU-60, one configuration, 300 epochs."),
+           f"w/o aug: none of them, full-length views. {paper_source('table05_nnclr_from_scratch')}"),
 )

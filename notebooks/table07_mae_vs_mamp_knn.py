@@ -5,6 +5,10 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -12,70 +16,41 @@
 #
 # Four encoders: MAMP and naive MAE (random masking, coordinate targets) after stage 1, and each of
 # them after STARS tuning (STARS = MAMP + tuning, STARS-MAE = MAE + the same tuning). Evaluation:
-# cosine KNN, k = 1, uniform vote, on pooled encoder features.
-#
-# Paper (NTU-60, top-1 %):
-#
-# | method | XSub | XView |
-# |---|---|---|
-# | MAMP | 63.1 | 80.3 |
-# | STARS | 79.9 | 88.6 |
-# | MAE | 44.1 | 43.7 |
-# | STARS-MAE | 53.5 | 55.2 |
-
-# %%
-_before = set(globals())
+# cosine KNN, k = 1, uniform vote, on pooled encoder features. The paper's numbers
+# (`stars/paper_numbers.yaml`, section `knn_k1`) stand beside ours.
 
 # %% tags=["parameters"]
-profile = "demo"
-data = ""
-device = ""
-results_dir = ""
-datasets = ["xsub", "xview"]
+profile: str = "demo"  # smoke | demo | real | paper (README, "Profiles")
+data: str = ""  # folder with the dataset files: profiles real and paper only
+device: str = ""  # cpu, cuda or cuda:N; empty: CUDA when available, else the CPU
+results_dir: str = ""  # empty: results/<profile>/
+seed: int = 0  # seed of every training and evaluation run
+datasets: list[str] = ["xsub", "xview"]  # dataset roles of the profile
 
 # %%
-from dataclasses import dataclass
-
 import pandas as pd
 
-from stars.experiments import Experiment, notebook_params
+from stars.experiments import start_notebook
+from stars.parameters import require
+from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value, role_title
 
-
-@dataclass(frozen=True)
-class Params:
-    profile: str = "demo"
-    data: str = ""
-    device: str = ""
-    results_dir: str = ""
-    datasets: tuple[str, ...] = ("xsub", "xview")
-
-    def __post_init__(self) -> None:
-        if not self.datasets:
-            raise ValueError("datasets: give at least one dataset role (xsub, xview)")
-
-
-params = notebook_params(Params, globals(), _before)
-exp = Experiment("table07_mae_vs_mamp_knn", params.profile, params.data or None, params.device or None,
-                 params.results_dir or None)
-exp.save_params(params)
+params, exp = start_notebook("table07_mae_vs_mamp_knn", globals())
+require(bool(params.datasets), "datasets: give at least one dataset role (xsub, xview)")
 
 # %%
-from stars.tables import PAPER_KNN_K1, encoder_checkpoint, evaluation, metric, paper_value, role_title
-
 rows = []
 for name in ("MAMP", "STARS", "MAE", "STARS-MAE"):
     row = {"method": name}
     for role in params.datasets:
         ckpt = encoder_checkpoint(exp, name, role)
         row[role_title(role)] = metric(evaluation(exp, "knn", ckpt, role), "majority_k1")
-        row[f"{role_title(role)} paper"] = paper_value(PAPER_KNN_K1, name, role)
+        row[f"{role_title(role)} paper"] = paper_value("knn_k1", name, role)
     rows.append(row)
 table = pd.DataFrame(rows)
-table
 
 # %%
 exp.table(
-    table, "Table 7 — MAE vs MAMP as the first stage (KNN, k=1)",
-    dataset=", ".join(exp.dataset_label(role) for role in params.datasets),
-    notes="Top-1 %, cosine KNN with k = 1 on pooled features. STARS-MAE: STARS tuning started from MAE. Paper: NTU-60.",
+    table, "Table 7 — MAE vs MAMP as the first stage (KNN, k=1)", roles=params.datasets,
+    notes=("Top-1 %, cosine KNN with k = 1 on pooled features. STARS-MAE: STARS tuning started from MAE. "
+           f"{paper_source('knn_k1')}"),
 )

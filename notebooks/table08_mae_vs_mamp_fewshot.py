@@ -5,6 +5,10 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,60 +20,29 @@
 # features; we report the mean over episodes and its 95 % interval. With NTU-120 (`paper` profile) the
 # classes are the 60 the encoders never saw (A061-A120); the synthetic and `real` profiles have no
 # unseen classes, so there every class of the few-shot file is evaluated. The paper does not state its
-# protocol; ours is in docs/protocols.md.
-#
-# Paper (NTU-120 classes unseen by the NTU-60 encoder, top-1 %):
-#
-# | method | 1-shot | 2-shot | 5-shot |
-# |---|---|---|---|
-# | MAMP | 47.6 | 44.4 | 48.4 |
-# | STARS | 63.5 | 62.2 | 65.7 |
-# | MAE | 35.0 | 31.8 | 34.2 |
-# | STARS-MAE | 41.5 | 37.9 | 40.6 |
-
-# %%
-_before = set(globals())
+# protocol; ours is in docs/protocols.md. The paper's numbers (`stars/paper_numbers.yaml`) stand beside
+# ours.
 
 # %% tags=["parameters"]
-profile = "demo"
-data = ""
-device = ""
-results_dir = ""
-train_dataset = "xsub"
-shots = [1, 2, 5]
+profile: str = "demo"  # smoke | demo | real | paper (README, "Profiles")
+data: str = ""  # folder with the dataset files: profiles real and paper only
+device: str = ""  # cpu, cuda or cuda:N; empty: CUDA when available, else the CPU
+results_dir: str = ""  # empty: results/<profile>/
+seed: int = 0  # seed of every training and evaluation run
+train_dataset: str = "xsub"  # the dataset role the encoders are trained on
+shots: list[int] = [1, 2, 5]  # labelled samples per class in an episode
 
 # %%
-from dataclasses import dataclass
-
 import pandas as pd
 
-from stars.experiments import Experiment, notebook_params
+from stars.experiments import start_notebook
+from stars.parameters import require
+from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value
 
-
-@dataclass(frozen=True)
-class Params:
-    profile: str = "demo"
-    data: str = ""
-    device: str = ""
-    results_dir: str = ""
-    train_dataset: str = "xsub"  # the role the encoders are trained on
-    shots: tuple[int, ...] = (1, 2, 5)  # labelled samples per class in an episode
-
-    def __post_init__(self) -> None:
-        if not self.shots or any(k < 1 for k in self.shots):
-            raise ValueError(f"shots must be positive, got {self.shots}")
-
-
-params = notebook_params(Params, globals(), _before)
-exp = Experiment("table08_mae_vs_mamp_fewshot", params.profile, params.data or None, params.device or None,
-                 params.results_dir or None)
-exp.save_params(params)
+params, exp = start_notebook("table08_mae_vs_mamp_fewshot", globals())
+require(bool(params.shots) and min(params.shots) >= 1, f"shots must be positive, got {list(params.shots)}")
 
 # %%
-from stars.tables import NAN, encoder_checkpoint, evaluation, metric
-
-PAPER = {"MAMP": {1: 47.6, 2: 44.4, 5: 48.4}, "STARS": {1: 63.5, 2: 62.2, 5: 65.7},
-         "MAE": {1: 35.0, 2: 31.8, 5: 34.2}, "STARS-MAE": {1: 41.5, 2: 37.9, 5: 40.6}}
 rows = []
 for name in ("MAMP", "STARS", "MAE", "STARS-MAE"):
     ckpt = encoder_checkpoint(exp, name, params.train_dataset)
@@ -78,15 +51,14 @@ for name in ("MAMP", "STARS", "MAE", "STARS-MAE"):
     for k in params.shots:
         row[f"{k}-shot"] = metric(result, f"{k}shot_mean")
         row[f"{k}-shot ±95%"] = metric(result, f"{k}shot_ci95")
-        row[f"{k}-shot paper"] = PAPER[name].get(k, NAN)
+        row[f"{k}-shot paper"] = paper_value("table08_mae_vs_mamp_fewshot", name, k)
     rows.append(row)
 table = pd.DataFrame(rows)
-table
 
 # %%
 exp.table(
-    table, "Table 8 — MAE vs MAMP as the first stage (few-shot)",
+    table, "Table 8 — MAE vs MAMP as the first stage (few-shot)", roles=[params.train_dataset, "fewshot"],
     dataset=f"encoders: {exp.dataset_label(params.train_dataset)}; episodes: {exp.dataset_label('fewshot')}",
     notes=("Top-1 %, mean over episodes of cosine 1-NN to the support samples, ± the 95 % interval "
-           "half-width. Paper: NTU-60 encoders on the 60 NTU-120 classes they never saw."),
+           f"half-width. {paper_source('table08_mae_vs_mamp_fewshot')}"),
 )

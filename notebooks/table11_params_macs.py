@@ -5,6 +5,10 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -15,51 +19,37 @@
 # softmax and attention matmuls not counted), per training batch of 32 samples:
 # MAMP = pretraining model with a 5-layer decoder at its forward's default mask ratio 0.8;
 # STARS = encoder + NNCLR head on two views. The counts depend only on the architecture, so every
-# profile reproduces the paper's numbers.
-#
-# Paper: MAMP 10.34 M / 250.4 GMACs, STARS 8.43 M / 606.1 GMACs.
-
-# %%
-_before = set(globals())
+# profile reproduces the paper's numbers, which stand beside ours (`stars/paper_numbers.yaml`).
 
 # %% tags=["parameters"]
-profile = "demo"
-data = ""
-device = ""
-results_dir = ""
+profile: str = "demo"  # smoke | demo | real | paper (README, "Profiles")
+data: str = ""  # folder with the dataset files: profiles real and paper only
+device: str = ""  # cpu, cuda or cuda:N; empty: CUDA when available, else the CPU
+results_dir: str = ""  # empty: results/<profile>/
+seed: int = 0  # seed of every training and evaluation run
 
 # %%
-from dataclasses import dataclass
-
 import pandas as pd
 
 from stars.analysis.flops import format_table11
-from stars.experiments import Experiment, notebook_params
+from stars.experiments import start_notebook
+from stars.tables import paper_source, paper_value
 
-
-@dataclass(frozen=True)
-class Params:
-    profile: str = "demo"
-    data: str = ""
-    device: str = ""
-    results_dir: str = ""
-
-
-params = notebook_params(Params, globals(), _before)
-exp = Experiment("table11_params_macs", params.profile, params.data or None, params.device or None,
-                 params.results_dir or None)
-exp.save_params(params)
+params, exp = start_notebook("table11_params_macs", globals())
 
 # %%
-PAPER = {"MAMP": (10.34, 250.4), "STARS": (8.43, 606.1)}
 rows = []
 for method, params_m, gmacs in format_table11():
     name = "MAMP" if method.lower().startswith("mamp") else "STARS"
     rows.append({"method": name, "params (M)": params_m, "MACs (G)": gmacs,
-                 "paper params (M)": PAPER[name][0], "paper MACs (G)": PAPER[name][1]})
+                 "paper params (M)": paper_value("table11_params_macs", name, "params_m"),
+                 "paper MACs (G)": paper_value("table11_params_macs", name, "gmacs")})
 table = pd.DataFrame(rows)
-table
+matches = all(round(r["params (M)"], 2) == r["paper params (M)"] and round(r["MACs (G)"], 1) == r["paper MACs (G)"]
+              for r in rows)
 
 # %%
-exp.table(table, "Table 11 — parameters and MACs (per training batch of 32)", dataset="architecture only",
-          notes="Counts are computed from the model definitions; they match the paper exactly.", demo_label=False)
+exp.table(table, "Table 11 — parameters and MACs (per training batch of 32)", roles=[],
+          dataset="architecture only", demo_label=False,
+          notes=("Counts are computed from the model definitions; rounded as the paper prints them they "
+                 f"{'match' if matches else 'do NOT match'} the paper's. {paper_source('table11_params_macs')}"))

@@ -7,14 +7,17 @@ are checked against the subcommand's config (an unknown or mistyped key fails, n
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
-from stars.config import ConfigError
+import torch
 
 PREPARE_TARGETS = ("ntu60", "ntu120", "pku1", "pku2", "nw-ucla", "utd-mhad", "synthetic")
 PRETRAIN_METHODS = ("mamp", "mae")
 TUNE_METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
+DEBUG_ENV = "STARS_DEBUG"
 EVAL_PROTOCOLS = ("knn", "linear", "finetune", "semi", "fewshot", "transfer", "tsne", "confusion")
 
 
@@ -22,6 +25,17 @@ def _common_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable), e.g. --set run.epochs=10")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
+    p.add_argument("--overwrite", action="store_true", help="delete the run already in OUT and start again")
+
+
+def _allow_changed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-changed", action="store_true",
+                   help="with --resume: continue although the data or config differ (both are recorded)")
+
+
+def _debug(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    p.add_argument("--debug", action="store_true", default=default,
+                   help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stars", allow_abbrev=False,
         description="STARS / MAMP skeleton self-supervised learning: data, pretraining, tuning, evaluation.",
     )
+    _debug(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare", allow_abbrev=False, help="raw skeleton files -> dataset npz files")
@@ -44,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic: also write this many NTU .skeleton text files under OUT/skeletons")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preparation option (synthetic generator fields, layout, ...)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of another preparation (other target, raw folders or options) in OUT")
 
     p = sub.add_parser("pretrain", allow_abbrev=False, help="stage 1: MAMP or MAE pretraining")
     p.add_argument("method", choices=PRETRAIN_METHODS)
@@ -52,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper", help="paper | small | tiny (model and schedule size)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.pt")
     _common_run(p)
+    _allow_changed(p)
 
     p = sub.add_parser("tune", allow_abbrev=False, help="stage 2: self-supervised tuning (STARS and alternatives)")
     p.add_argument("method", choices=TUNE_METHODS)
@@ -61,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper")
     p.add_argument("--resume", action="store_true")
     _common_run(p)
+    _allow_changed(p)
 
     p = sub.add_parser("eval", allow_abbrev=False, help="evaluation protocols and figures")
     p.add_argument("protocol", choices=EVAL_PROTOCOLS)
@@ -80,18 +99,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npy file (labels go to *_labels.npy)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--preset", default=None, help="encoder preset when --ckpt is omitted")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU; fp32: fp32 end to end")
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("flops", allow_abbrev=False, help="parameters and MACs with the paper's convention")
     p.add_argument("model", choices=("mamp", "stars", "all"))
 
-    p = sub.add_parser("bench", allow_abbrev=False, help="throughput of the feeder, pretraining and tuning")
+    p = sub.add_parser("bench", allow_abbrev=False,
+                       help="time our feeder, pretraining, tuning and evaluation steps against a baseline")
     p.add_argument("--data", default=None, help="dataset npz (default: a generated synthetic one)")
     p.add_argument("--preset", default="paper")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per side (alternating; the median is kept)")
+    p.add_argument("--workloads", default="feeder,pretrain,tune,eval", help="comma-separated subset")
+    p.add_argument("--against-official", default=None, metavar="DIR",
+                   help="a checkout of the official MAMP or STARS code to time against (default: our reference path)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="our side's precision (auto: bf16 autocast on CUDA, fp32 on CPU); the baseline runs fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile our side (the transformer blocks)")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step of ours per workload")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write the measurements as JSON here")
+    for command in sub.choices.values():
+        _debug(command)
     return parser
 
 
@@ -106,16 +139,56 @@ HANDLERS = {
 }
 
 
+# Errors a user can cause (bad input, a full or read-only disk, a diverging run, a busy folder):
+# one line and exit status 2. Anything else is a defect and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, MemoryError, torch.OutOfMemoryError)
+
+_ERRNO_HINTS = {
+    errno.ENOSPC: "no space left on the device; free some space or choose another output folder",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another output folder",
+    errno.EROFS: "the file system is read-only; choose a writable output folder",
+    errno.EACCES: "permission denied; choose a folder you may write, or fix its permissions",
+    errno.EPERM: "operation not permitted; choose a folder you may write, or fix its permissions",
+    errno.EFBIG: "the file size limit was reached (see `ulimit -f`); raise it or write less",
+    errno.ENOENT: "no such file or folder",
+    errno.EISDIR: "is a folder, a file was expected",
+    errno.ENOTDIR: "a path component is not a folder",
+}
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a user error: the file or value it names and what to do."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return "out of memory on the device; lower run.batch_size (or batch_size) with --set"
+    if isinstance(err, MemoryError):
+        return "out of memory; lower the batch size or use a machine with more memory"
+    if isinstance(err, OSError) and err.errno in _ERRNO_HINTS:
+        where = err.filename or ""
+        return f"{where}: {_ERRNO_HINTS[err.errno]}" if where else _ERRNO_HINTS[err.errno]
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     module_name, func_name = HANDLERS[args.command].split(":")
-    handler = getattr(importlib.import_module(module_name), func_name)
     try:
+        handler = getattr(importlib.import_module(module_name), func_name)
         result = handler(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"stars {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"stars {args.command}: error: {describe_error(err)} (--debug shows the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"stars {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -224,9 +225,13 @@ def save_config(cfg, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # an orphan for stars.io.remove_orphan_files
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

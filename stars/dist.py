@@ -41,15 +41,21 @@ def pick_device(requested: str = "auto") -> torch.device:
     """`auto` -> cuda when present, else cpu; otherwise the named device."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {requested!r} asked for but CUDA is not available")
     return device
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group when started by torchrun (env RANK/WORLD_SIZE), else run alone."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+    """Join the process group when started by torchrun (env RANK/WORLD_SIZE, even a world of one process:
+    the distributed code path then runs as it would on several GPUs), else run alone."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ:
         rank = int(os.environ["RANK"])
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         world_size = int(os.environ["WORLD_SIZE"])

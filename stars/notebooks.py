@@ -1,20 +1,36 @@
-"""Run the notebooks (jupytext py:percent sources) with papermill: `python -m stars.notebooks run-all`.
+"""Run the notebooks (jupytext py:percent sources) with papermill.
 
-Each notebook is converted to .ipynb with the `python3` kernel, executed with the profile's
-parameters, and saved executed under results/<profile>/notebooks/. A failing notebook is reported
-by name and the others still run; the exit status is non-zero when any failed.
+    python -m stars.notebooks run-all --profile smoke          # every notebook (make tables)
+    python -m stars.notebooks run table09_batch_size --set batch_sizes=[8,48] --set seed=1   # make notebook
+
+Each notebook is converted to .ipynb with the `python3` kernel (the Python running this module), its
+`--set` values are checked against the notebook's parameters cell before a kernel starts, and it is
+executed and saved under results/<profile>/notebooks/ as NAME.ipynb and NAME.html (nbconvert, images
+embedded). A failing notebook is reported by name and the others still run; the exit status is 1 when
+any failed, 2 for bad input (unknown notebook, parameter or value).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+from stars.config import ConfigError, parse_assignments
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+KERNEL = "python3"
+
+# OpenMP / BLAS threads of the kernels per profile, unless the caller set OMP_NUM_THREADS: the smoke
+# runs are so small that a second thread only adds synchronisation (measured in README, "Profiles").
+PROFILE_THREADS = {"smoke": 1}
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
@@ -23,62 +39,143 @@ def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -
         wanted = set(only)
         unknown = wanted - {p.stem for p in paths}
         if unknown:
-            raise SystemExit(f"unknown notebook(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown notebook(s): {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(p.stem for p in paths)}")
         paths = [p for p in paths if p.stem in wanted]
     return paths
 
 
 def to_ipynb(source: Path, target: Path) -> Path:
-    """jupytext py:percent -> .ipynb with a python3 kernelspec (jupytext leaves none)."""
+    """jupytext py:percent -> .ipynb with the python3 kernelspec."""
     import jupytext
 
     notebook = jupytext.read(source)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3 (ipykernel)", "language": "python"}
     notebook.metadata.setdefault("language_info", {"name": "python"})
     jupytext.write(notebook, target, fmt="ipynb")
     return target
 
 
-def run_notebook(source: Path, output: Path, parameters: dict, timeout: int | None = None) -> None:
+def check_parameters(source: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """`parameters` parsed to the types the notebook's parameters cell declares; an undeclared name or a
+    value that does not parse is a ConfigError naming the notebook and the parameter."""
+    from stars.parameters import check_values, declared_parameters, parameters_cell
+
+    return check_values(declared_parameters(parameters_cell(source)), parameters, where=f"{source.stem}: ")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return Path(path).name
+
+
+def run_notebook(source: Path, output: Path, parameters: dict, timeout: int | None = None,
+                 html: bool = True) -> None:
+    """Execute `source` with `parameters` into `output` (.ipynb) and, with `html`, output.with_suffix(".html").
+
+    The saved notebook records its input as the repository-relative source path, not the temporary
+    .ipynb it was executed from.
+    """
+    import nbformat
     import papermill
 
+    parameters = check_parameters(source, parameters)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         ipynb = to_ipynb(source, Path(tmp) / (source.stem + ".ipynb"))
-        papermill.execute_notebook(
-            str(ipynb), str(output), parameters=parameters, kernel_name="python3",
-            cwd=str(source.parent), progress_bar=False, execution_timeout=timeout,
-        )
+        try:
+            papermill.execute_notebook(
+                str(ipynb), str(output), parameters=parameters, kernel_name=KERNEL,
+                cwd=str(source.parent), progress_bar=False, execution_timeout=timeout,
+            )
+        finally:
+            if output.exists():
+                notebook = nbformat.read(output, as_version=4)
+                meta = notebook.metadata.get("papermill", {})
+                meta["input_path"] = _relative(source)
+                meta["output_path"] = _relative(output)
+                nbformat.write(notebook, output)
+                if html:
+                    write_html(notebook, output.with_suffix(".html"))
+
+
+def write_html(notebook, path: Path) -> Path:
+    """An HTML report of an executed notebook (nbconvert, images embedded as data URIs)."""
+    from nbconvert import HTMLExporter
+
+    from stars.io import atomic_write_bytes
+
+    exporter = HTMLExporter(embed_images=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    return atomic_write_bytes(path, body.encode())
+
+
+@contextlib.contextmanager
+def kernel_environment(profile: str) -> Iterator[None]:
+    """Environment of the kernels: JUPYTER_PLATFORM_DIRS, and the profile's thread count unless set."""
+    saved = dict(os.environ)
+    os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+    threads = PROFILE_THREADS.get(profile)
+    if threads and "OMP_NUM_THREADS" not in os.environ:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[name] = str(threads)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
-            device: str | None = None, folder: Path = NOTEBOOK_DIR) -> int:
-    """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed."""
-    from stars.results import RESULTS_ROOT, update_index, update_readme
+            device: str | None = None, folder: Path = NOTEBOOK_DIR, parameters: Mapping[str, Any] | None = None,
+            update_readme: bool | None = None, plan: bool = True) -> int:
+    """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed.
 
-    os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+    `parameters` (name -> value) are given to every notebook; each is checked against every notebook's
+    parameters cell before the first one runs. The paper profile first prints what it will train and the
+    estimated time (`plan=False` skips that).
+    """
+    from stars.experiments import check_device, get_profile
+    from stars.results import RESULTS_ROOT, update_index
+    from stars.results import update_readme as write_readme_block
+
+    get_profile(profile, data)  # data given to a profile that ignores it, a missing DATA: fail before any kernel
+    check_device(device)
+    if plan and profile == "paper":  # hours of GPU time: say what will be trained first
+        from stars.plan import print_plan
+
+        print_plan(profile, data, only, device)
     results = Path(out_dir) if out_dir else RESULTS_ROOT / profile
+    sources = list_notebooks(Path(folder), only=only)
+    common = {"profile": profile, "data": data or ""}
+    if out_dir:
+        common["results_dir"] = str(results)
+    if device:
+        common["device"] = device
+    common.update(parameters or {})
+    checked = {source: check_parameters(source, common) for source in sources}
     failures, times = [], {}
-    for source in list_notebooks(Path(folder), only=only):
-        parameters = {"profile": profile, "data": data or ""}
-        if out_dir:
-            parameters["results_dir"] = str(results)
-        if device:
-            parameters["device"] = device
-        start = time.perf_counter()
-        print(f"[tables] {source.stem} ...", flush=True)
-        try:
-            run_notebook(source, results / "notebooks" / f"{source.stem}.ipynb", parameters)
-            status = "ok"
-        except Exception as err:  # noqa: BLE001 - report and keep going
-            failures.append(source.stem)
-            status = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-        times[source.stem] = time.perf_counter() - start
-        print(f"[tables] {source.stem}: {status} ({times[source.stem]:.0f} s)", flush=True)
-    if profile != "smoke" and not out_dir:
+    with kernel_environment(profile):
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        for source in sources:
+            start = time.perf_counter()
+            print(f"[tables] {source.stem} ...", flush=True)
+            try:
+                run_notebook(source, results / "notebooks" / f"{source.stem}.ipynb", checked[source])
+                status = "ok"
+            except Exception as err:  # noqa: BLE001 - report and keep going
+                failures.append(source.stem)
+                status = f"FAILED: {type(err).__name__}: {_last_line(err)}"
+            times[source.stem] = time.perf_counter() - start
+            print(f"[tables] {source.stem}: {status} ({times[source.stem]:.0f} s)", flush=True)
+    if not only or len(sources) > 1:
+        write_timings(results / "notebooks" / "timings.json", profile, times, failures, threads)
+    if not out_dir and profile != "smoke":
         update_index()
-        if profile == "demo":
-            update_readme()
+        if update_readme if update_readme is not None else (profile == "demo" and not only):
+            write_readme_block()
     total = sum(times.values())
     print(f"[tables] {len(times) - len(failures)}/{len(times)} notebooks ran in {total:.0f} s")
     if failures:
@@ -87,22 +184,61 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     return 0
 
 
+def write_timings(path: Path, profile: str, times: Mapping[str, float], failures: list[str],
+                  threads: str = "") -> Path:
+    """How long each notebook of a run took, on which machine: the source of the times in the README."""
+    import platform
+
+    from stars.io import device_description, write_json
+
+    return write_json(path, {
+        "profile": profile, "machine": device_description(), "platform": platform.platform(terse=True),
+        "omp_num_threads": threads or "default", "total_s": round(sum(times.values()), 1),
+        "notebooks_s": {name: round(t, 1) for name, t in times.items()}, "failed": failures,
+    })
+
+
+def _last_line(err: BaseException) -> str:
+    """The line of an exception worth printing: papermill's errors end with the notebook's own error."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        return f"{err.ename}: {err.evalue}"
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stars.notebooks", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run-all", allow_abbrev=False, help="execute every notebook with papermill")
-    p.add_argument("--profile", default="demo", choices=("smoke", "demo", "real", "paper"))
-    p.add_argument("--data", default=None, help="dataset folder (profiles real and paper)")
-    p.add_argument("--only", nargs="*", default=None, help="notebook names (default: all)")
-    p.add_argument("--out", default=None, help="results folder (default: results/<profile>)")
-    p.add_argument("--device", default=None)
-    p = sub.add_parser("list", help="list the notebooks")
+    for name, text in (("run-all", "execute every notebook with papermill"),
+                       ("run", "execute one notebook with papermill")):
+        p = sub.add_parser(name, allow_abbrev=False, help=text)
+        if name == "run":
+            p.add_argument("notebook", help="notebook name, e.g. table09_batch_size (see `list`)")
+        p.add_argument("--profile", default="demo", choices=("smoke", "demo", "real", "paper"))
+        p.add_argument("--data", default=None, help="dataset folder (profiles real and paper)")
+        if name == "run-all":
+            p.add_argument("--only", nargs="*", default=None, help="notebook names (default: all)")
+        p.add_argument("--out", default=None, help="results folder (default: results/<profile>)")
+        p.add_argument("--device", default=None)
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a notebook parameter (repeatable), e.g. --set seed=1 --set batch_sizes=[8,48]")
+        p.add_argument("--no-plan", action="store_true", help="paper profile: skip the plan and time estimate")
+    sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":
         for path in list_notebooks():
             print(path.stem)
         return 0
-    return run_all(args.profile, args.data, args.only, args.out, args.device)
+    try:
+        overrides = parse_assignments(args.overrides)
+        only = [args.notebook] if args.command == "run" else args.only
+        return run_all(args.profile, args.data, only, args.out, args.device, parameters=overrides,
+                       plan=not args.no_plan)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -52,20 +52,41 @@ def write_table(
     )
     text = (
         f"# {title}\n{label}\n{markdown_table(df)}\n{notes.strip()}\n\n"
-        f"<sub>profile {profile} · dataset {dataset} · commit {info['commit']} · {info['device']} · "
-        f"{info['time']}</sub>\n"
+        f"<sub>profile {profile} · dataset {dataset}{_fingerprint_note(info)} · commit {info['commit']} · "
+        f"{info['device']} · {info['time']}</sub>\n"
     )
     atomic_write_bytes(out_dir / f"{name}.md", text.encode())
     write_json(out_dir / f"{name}.json", info)
     return out_dir / f"{name}.md"
 
 
-def write_figure(fig, out_dir: str | Path, name: str, dpi: int = 150) -> Path:
+def _fingerprint_note(info: dict[str, Any]) -> str:
+    """" (sha256 8e261704f0b2…, 108 MB)" per distinct dataset file of a table's provenance, or ""."""
+    files = {p["sha256"]: p for p in (info.get("datasets") or {}).values()}
+    if not files:
+        return ""
+    return " (" + "; ".join(f"{p['file']} sha256 {h[:12]}, {p['bytes'] / 1e6:.0f} MB" for h, p in files.items()) + ")"
+
+
+def styled_table(df: pd.DataFrame, title: str, decimals: int = 2):
+    """The table as a notebook shows it: numbers rounded to `decimals`, "—" for what the paper does not
+    report, no index, the title as caption."""
+    return (df.style.format(precision=decimals, na_rep="—", thousands=None)
+            .hide(axis="index").set_caption(title))
+
+
+def write_figure(fig, out_dir: str | Path, name: str, dpi: int = 150, caption: str = ""):
+    """`name.png` in out_dir, with `caption` drawn under the figure and stored as the PNG's Description."""
+    import textwrap
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     tmp = out_dir / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    if caption:
+        width = max(40, int(fig.get_figwidth() * 14))
+        fig.text(0.0, 0.0, textwrap.fill(caption, width), ha="left", va="top", fontsize=8, wrap=False)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Description": caption} if caption else None)
     tmp.replace(path)
     return path
 
@@ -107,26 +128,121 @@ def update_index(root: str | Path = RESULTS_ROOT) -> Path:
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def update_readme(readme: str | Path | None = None, profile: str = "demo",
-                  names: tuple[str, ...] = ("headline", "table04_mamp_plus_nnclr", "table11_params_macs")) -> bool:
-    """Copy the main generated tables of `profile` into README.md between the results markers."""
-    readme = Path(readme) if readme else RESULTS_ROOT.parent / "README.md"
-    if not readme.exists():
-        return False
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        return False
+README_TABLES = ("headline", "table04_mamp_plus_nnclr", "table11_params_macs")
+
+
+def readme_block(profile: str = "demo", names: tuple[str, ...] = README_TABLES,
+                 root: str | Path = RESULTS_ROOT) -> str:
+    """The README's results block, rendered from the Markdown tables results/<profile>/<name>.md."""
     blocks = []
     for name in names:
-        md = RESULTS_ROOT / profile / f"{name}.md"
+        md = Path(root) / profile / f"{name}.md"
         if md.exists():
             body = md.read_text().strip().splitlines()
             title = body[0].lstrip("# ").strip() if body else name
             rest = "\n".join(body[1:]).strip()
             blocks.append(f"#### {title}\n\n{rest}\n\n[{profile}/{name}.md](results/{profile}/{name}.md)")
-    if not blocks:
+    return "\n\n".join(blocks)
+
+
+def readme_results(readme: str | Path) -> str | None:
+    """The text between the README's results markers, or None when it has none."""
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        return None
+    return text.partition(README_START)[2].partition(README_END)[0].strip("\n")
+
+
+def update_readme(readme: str | Path | None = None, profile: str = "demo",
+                  names: tuple[str, ...] = README_TABLES) -> bool:
+    """Copy the main generated tables of `profile` into README.md between the results markers."""
+    readme = Path(readme) if readme else RESULTS_ROOT.parent / "README.md"
+    if not readme.exists() or readme_results(readme) is None:
         return False
+    block = readme_block(profile, names)
+    if not block:
+        return False
+    text = readme.read_text()
     head, _, tail = text.partition(README_START)
     _, _, tail = tail.partition(README_END)
-    readme.write_text(head + README_START + "\n" + "\n\n".join(blocks) + "\n" + README_END + tail)
+    atomic_write_bytes(readme, (head + README_START + "\n" + block + "\n" + README_END + tail).encode())
     return True
+
+
+def consistency_problems(folder: str | Path) -> list[str]:
+    """Why the tables in one profile's results folder are not one consistent set (empty list: they are).
+
+    Every table must record dataset fingerprints (`datasets`: role -> {file, bytes, sha256}); one dataset
+    role must have the same content in every table, and every table must come from the same commit.
+    """
+    folder = Path(folder)
+    problems, hashes, commits = [], {}, {}
+    for meta_path in sorted(folder.glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            problems.append(f"{meta_path.name}: unreadable ({err})")
+            continue
+        if "title" not in meta:
+            continue
+        commits.setdefault(meta.get("commit", "unknown"), []).append(meta_path.stem)
+        if "datasets" not in meta:
+            problems.append(f"{meta_path.name}: no dataset fingerprints (written before they were recorded)")
+            continue
+        for role, info in meta["datasets"].items():
+            hashes.setdefault(role, {}).setdefault(info.get("sha256"), []).append(meta_path.stem)
+    for role, seen in sorted(hashes.items()):
+        if len(seen) > 1:
+            detail = "; ".join(f"{str(h)[:12]}: {', '.join(names)}" for h, names in seen.items())
+            problems.append(f"dataset role {role!r} comes from {len(seen)} different files ({detail})")
+    if len(commits) > 1:
+        detail = "; ".join(f"{c}: {', '.join(names)}" for c, names in commits.items())
+        problems.append(f"tables come from {len(commits)} commits ({detail})")
+    return problems
+
+
+def compare_results(first: str | Path, second: str | Path) -> pd.DataFrame:
+    """Table by table, how far the numbers of two results folders differ (the determinism check: the same
+    `make tables` twice, with `--out`). Columns: table, cells (numeric cells compared), differing,
+    max_abs_diff, and the first differing cell as "row / column: a vs b"."""
+    rows = []
+    for path in sorted(Path(first).glob("*.csv")):
+        other = Path(second) / path.name
+        if not other.exists():
+            rows.append({"table": path.stem, "cells": 0, "differing": None, "max_abs_diff": None,
+                         "example": f"missing in {second}"})
+            continue
+        a, b = pd.read_csv(path), pd.read_csv(other)
+        if a.shape != b.shape or list(a.columns) != list(b.columns):
+            rows.append({"table": path.stem, "cells": 0, "differing": None, "max_abs_diff": None,
+                         "example": f"shapes differ: {a.shape} vs {b.shape}"})
+            continue
+        numeric = [c for c in a.columns if a[c].dtype.kind in "if" and b[c].dtype.kind in "if"]
+        diff = (a[numeric] - b[numeric]).abs()
+        changed = diff.fillna(0) > 0
+        example = ""
+        if changed.to_numpy().any():
+            row, column = next((r, c) for c in numeric for r in range(len(a)) if changed.at[r, c])
+            example = f"row {row} / {column}: {a.at[row, column]} vs {b.at[row, column]}"
+        rows.append({"table": path.stem, "cells": int(diff.size), "differing": int(changed.to_numpy().sum()),
+                     "max_abs_diff": float(diff.max().max()) if diff.size else 0.0, "example": example})
+    return pd.DataFrame(rows, columns=["table", "cells", "differing", "max_abs_diff", "example"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m stars.results compare DIR_A DIR_B: exit 0 when every number is equal, else 1."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stars.results", allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compare", help="compare the tables of two results folders")
+    p.add_argument("first")
+    p.add_argument("second")
+    args = parser.parse_args(argv)
+    table = compare_results(args.first, args.second)
+    print(markdown_table(table, decimals=4))
+    return 0 if len(table) and (table["differing"].fillna(1) == 0).all() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -39,6 +39,6 @@ def test_torchrun_two_processes_pretrain_and_tune(tmp_path):
     tuned = torch.load(tmp_path / "stars" / "final.pt", weights_only=True)
     assert tuned["world_size"] == 2
     # the queue receives the all-gathered view-1 projections of both processes, 32 per step (16 without
-    # the gather): 135 training samples (the rest is the monitor hold-out) give 4 steps, 128 entries
+    # the gather): the whole training split (150 samples, nothing held out) gives 4 steps, 128 entries
     filled = int((tuned["model"]["queue.ids"] >= 0).sum())
     assert filled == 128, filled

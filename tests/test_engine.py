@@ -102,3 +102,22 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
     trainer.step_fn = lambda model, batch: (torch.tensor(float("nan"), requires_grad=True), {})
     with pytest.raises(FloatingPointError, match="epoch 0"):
         trainer.fit()
+
+
+@pytest.mark.parametrize("mode", ["global", "per-parameter"])
+def test_gradient_clipping_global_norm_or_each_tensor_alone(tmp_path, mode):
+    """One SGD step at lr 1: the update is the clipped gradient, so its norms show the clipping rule."""
+    torch.manual_seed(0)
+    model = ToyModel()
+    before = [p.detach().clone() for p in model.parameters()]
+    optim = OptimConfig(optimizer="sgd", lr=1.0, min_lr=1.0, warmup_epochs=0.0, schedule="constant",
+                        weight_decay=0.0, momentum=0.0, clip_grad=0.01, clip_mode=mode)
+    run = RunConfig(epochs=1, batch_size=8, checkpoint_every=1, progress=False, device="cpu")
+    trainer = Trainer(model, [{"params": list(model.parameters())}], ToyLoader(steps=1), toy_step, optim, run,
+                      tmp_path, kind="toy")
+    trainer.fit()
+    norms = torch.stack([(p.detach() - b).norm() for p, b in zip(model.parameters(), before)])
+    if mode == "global":
+        assert norms.norm().item() == pytest.approx(0.01, rel=1e-4)
+    else:
+        assert torch.allclose(norms, torch.full_like(norms, 0.01), rtol=1e-4)

@@ -14,12 +14,12 @@ from stars.config import ConfigError
 from stars.data.feeder import CropConfig, ReferenceFeeder
 from stars.data.layouts import NTU25
 from stars.data.npz import SkeletonSplit, load_split, save_dataset
-from stars.data.splits import sample_episode
+from stars.data.splits import released_semi_subsets, sample_episode
 from stars.eval.cli import PROTOCOLS, resolve_config
 from stars.eval.common import ProtocolResult, extract_features, load_encoder_for_eval, write_result
-from stars.eval.fewshot import FewShotConfig, episode_seed, fewshot_accuracy, fewshot_pool
+from stars.eval.fewshot import FewShotConfig, episode_seed, fewshot_accuracy, fewshot_pool, run_fewshot
 from stars.eval.finetune import FinetuneConfig, train_finetune
-from stars.eval.knn import knn_monitor, knn_weighted
+from stars.eval.knn import knn_majority, knn_monitor, knn_weighted
 from stars.eval.linear import LinearConfig, run_linear
 from stars.eval.semi import SemiConfig, run_semi, summarise
 from stars.eval.transfer import check_transfer_layouts
@@ -376,3 +376,44 @@ def test_command_line_knn_and_features_write_their_files(files, tmp_path, capsys
     assert features.shape == (24, MICRO.embed_dim) and features.dtype == np.float32
     np.testing.assert_array_equal(labels, load_split(files["data"], "test").y)
     assert json.loads((tmp_path / "features" / "test.json").read_text())["split"] == "test"
+
+
+def test_released_semi_subsets_reproduce_the_official_per_process_draw():
+    state = np.random.get_state()
+    try:
+        expected = []
+        for rank in range(2):
+            np.random.seed(0 + rank)  # the official feeder, process `rank`
+            order = np.arange(1000)
+            np.random.shuffle(order)
+            expected.append(order[: int(1000 * 0.1)])
+    finally:
+        np.random.set_state(state)
+    subsets = released_semi_subsets(1000, 0.1, processes=2)
+    assert all(np.array_equal(a, b) for a, b in zip(subsets, expected))
+    union = np.unique(np.concatenate(subsets))
+    assert len(subsets[0]) == 100 and 180 <= len(union) <= 200  # about twice the nominal labels are seen
+
+
+def test_semi_released_sampling_trains_on_the_union_and_records_the_labels_seen(files, tmp_path):
+    finetune = FinetuneConfig(epochs=1, batch_size=4, warmup_epochs=0.0, progress=False, eval_batch_size=64)
+    cfg = SemiConfig(fractions=(0.25,), runs=2, seeds=(3, 4), finetune=finetune, sampling="released")
+    metrics = run_semi(files["ckpt"], files["data"], tmp_path, cfg, "cpu")
+    n = len(load_split(files["data"], "train").y)
+    union = np.unique(np.concatenate(released_semi_subsets(n, 0.25, 2)))
+    for seed in (3, 4):  # the same subsets in every run, as officially
+        indices = np.load(tmp_path / "fraction_0.25" / f"seed_{seed}" / "labelled_indices.npy")
+        assert np.array_equal(indices, union)
+    assert metrics["fraction_0.25_labelled"] == [len(union)] * 2
+    assert metrics["fraction_0.25_labelled_nominal"] == [int(n * 0.25)] * 2 and len(union) > int(n * 0.25)
+
+
+def test_fewshot_released_knn_reading_is_majority_knn_of_test_against_train(files, tmp_path):
+    cfg = FewShotConfig(classes="all", shots=(1,), episodes=10, released_knn_ks=(1, 2))
+    metrics = run_fewshot(files["ckpt"], files["data"], tmp_path / "fs", cfg, "cpu")
+    encoder, _ = load_encoder_for_eval(files["ckpt"], None, "cpu")
+    train_f, train_y = extract_features(encoder, load_split(files["data"], "train"), 0.95, 64, "cpu")
+    test_f, test_y = extract_features(encoder, load_split(files["data"], "test"), 0.95, 64, "cpu")
+    expected = knn_majority(train_f, train_y, test_f, test_y, (1, 2), num_classes=NUM_CLASSES).top1
+    assert metrics["released_knn_k1"] == expected[1] and metrics["released_knn_k2"] == expected[2]
+    assert "1shot_mean" in metrics  # the episode reading stays, labelled separately

@@ -8,7 +8,13 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import normalize
 
-from stars.eval.knn import KNNConfig, knn_majority, knn_weighted, nearest_neighbours
+from stars.eval.knn import (
+    KNNConfig,
+    knn_majority,
+    knn_weighted,
+    knn_weighted_leave_one_out,
+    nearest_neighbours,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -134,3 +140,26 @@ def test_bad_inputs_raise():
         KNNConfig(temperature=0.0)
     with pytest.raises(ValueError, match="k must be"):
         KNNConfig(ks_majority=(0, 1))
+
+
+def test_leave_one_out_weighted_knn_equals_a_loop_reference():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 6))
+    labels = rng.integers(0, 4, size=40)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    expected = {}
+    for k in (1, 5):
+        correct = 0
+        for i in range(40):
+            sims = unit @ unit[i]
+            sims[i] = -np.inf  # the sample itself is not its own neighbour
+            nearest = np.argsort(-sims, kind="stable")[:k]
+            scores = np.zeros(4)
+            for j in nearest:
+                scores[labels[j]] += np.exp(sims[j] / 0.1)
+            correct += int(scores.argmax() == labels[i])
+        expected[k] = 100.0 * correct / 40
+    outcome = knn_weighted_leave_one_out(features, labels, (1, 5), 0.1, num_classes=4)
+    assert outcome.top1 == pytest.approx(expected)
+    # without the exclusion every sample would find itself: 100 % at k = 1
+    assert knn_weighted(features, labels, features, labels, (1,), 0.1).top1[1] == 100.0

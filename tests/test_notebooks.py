@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
+import re
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from papermill.exceptions import PapermillExecutionError
 
+from stars.config import ConfigError
 from stars.notebooks import NOTEBOOK_DIR, list_notebooks, run_all, run_notebook
+from stars.results import consistency_problems
 
 FIGURES = {"figure2_tsne", "figure3_confusion"}
 EXPECTED = {
@@ -113,6 +118,9 @@ def test_shared_runs_are_trained_once_and_agree_across_notebooks(smoke_run):
     assert runs.count("tune-stars-3stage") == 2
     assert runs.count("tune-dino") == 2  # without / with local views
     assert runs.count("tune-nnclr") == 4  # with / without augmentation, xsub / xview
+    # finished evaluations keep their metrics, not the checkpoints of the heads they trained
+    assert not list((cache / "smoke").glob("eval-*/**/*.pt"))
+    assert list((cache / "smoke").glob("eval-linear-*/metrics.json"))
     # the STARS XSub KNN number is the same cached evaluation wherever it appears
     headline = pd.read_csv(out / "headline.csv").set_index(["method", "dataset"])
     value = headline.loc[("STARS", "XSub"), "KNN k=1"]
@@ -126,18 +134,67 @@ def test_shared_runs_are_trained_once_and_agree_across_notebooks(smoke_run):
     assert strategies.loc["NNCLR (STARS)", "KNN k=1"] == value
 
 
-def test_unknown_parameter_fails_naming_it(stars_cache, tmp_path):
-    with pytest.raises(PapermillExecutionError) as err:
-        run_notebook(NOTEBOOK_DIR / "table09_batch_size.py", tmp_path / "out.ipynb",
-                     {"profile": "smoke", "bogus": 1})
-    assert "unknown notebook parameter" in str(err.value) and "bogus" in str(err.value)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_executed_notebook_shows_rounded_tables_and_inline_figures_and_has_an_html_report(smoke_run, name):
+    _, log, out, cache = smoke_run
+    notebook = json.loads((out / "notebooks" / f"{name}.ipynb").read_text())
+    outputs = [o for cell in notebook["cells"] for o in cell.get("outputs", [])]
+    assert "<Figure size" not in json.dumps(outputs)
+    tables = [o for o in outputs if "text/html" in o.get("data", {}) and "<table" in "".join(o["data"]["text/html"])]
+    assert len(tables) == 1, log
+    assert re.search(r"\d\.\d{3,}", "".join(tables[0]["data"]["text/html"])) is None  # rounded to 2 decimals
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == (1 if name in FIGURES else 0)
+    assert notebook["metadata"]["papermill"]["input_path"] == f"notebooks/{name}.py"
+    html = (out / "notebooks" / f"{name}.html").read_text()
+    embedded = re.findall(r'<img[^>]*src="data:image/png;base64,', html)
+    assert len(embedded) == len(images), embedded
+    # no absolute or temporary paths: only the results folder this test chose appears
+    text = (html + json.dumps(notebook)).replace(str(out), "<results>")
+    for path in (str(cache), tempfile.gettempdir() + "/", str(Path.home()) + "/", str(NOTEBOOK_DIR.parent)):
+        assert path not in text, (name, path)
 
 
-def test_mistyped_list_parameter_fails_naming_it(stars_cache, tmp_path):
-    with pytest.raises(PapermillExecutionError) as err:
+@pytest.mark.slow
+def test_tables_and_figures_record_where_their_numbers_come_from(smoke_run):
+    from PIL import Image
+
+    _, _, out, cache = smoke_run
+    fingerprints = set()
+    for name in sorted(EXPECTED):
+        meta = json.loads((out / f"{name}.json").read_text())
+        assert meta["seed"] == 0 and meta["parameters"]["seed"] == 0
+        assert meta["commit"] and "command" not in meta and "ipykernel" not in json.dumps(meta)
+        if name == "table11_params_macs":
+            assert meta["datasets"] == {} and meta["runs"] == {}
+            continue
+        for info in meta["datasets"].values():
+            assert len(info["sha256"]) == 64 and info["bytes"] > 0
+            fingerprints.add((info["file"], info["sha256"]))
+        assert meta["runs"], name
+        for run, spec in meta["runs"].items():
+            assert (cache / "smoke" / run).is_dir() and spec["config"], (name, run)
+        assert f"sha256 {next(iter(meta['datasets'].values()))['sha256'][:12]}" in (out / f"{name}.md").read_text()
+    assert len(fingerprints) == 2  # SYN_XSub and SYN_XView, the same files for every table
+    assert consistency_problems(out) == []
+    for name in FIGURES:
+        caption = Image.open(out / f"{name}.png").text["Description"]
+        assert "Profile smoke" in caption and "SYN_XSub.npz (sha256" in caption
+    caption = Image.open(out / "figure2_tsne.png").text["Description"]
+    assert "Silhouette (cosine): MAMP output" in caption and "STARS output separates the classes" in caption
+
+
+def test_unknown_parameter_fails_naming_it_before_a_kernel_starts(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown notebook parameter\(s\) \['bogus'\]"):
+        run_notebook(NOTEBOOK_DIR / "table09_batch_size.py", tmp_path / "out.ipynb", {"profile": "smoke", "bogus": 1})
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_mistyped_list_parameter_fails_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="batch_sizes: 'abc' is not an integer"):
         run_notebook(NOTEBOOK_DIR / "table09_batch_size.py", tmp_path / "out.ipynb",
                      {"profile": "smoke", "batch_sizes": "abc"})
-    assert "batch_sizes" in str(err.value) and "not an integer" in str(err.value)
 
 
 NOTEBOOK_HEADER = """# ---
@@ -150,10 +207,11 @@ NOTEBOOK_HEADER = """# ---
 # ---
 
 # %% tags=["parameters"]
-profile = "demo"
-data = ""
-device = ""
-results_dir = ""
+profile: str = "demo"  # profile
+data: str = ""  # dataset folder
+device: str = ""  # device
+results_dir: str = ""  # results folder
+seed: int = 0  # seed
 
 """
 
@@ -224,10 +282,10 @@ def test_evaluation_adds_the_shared_defaults_and_metric_names_missing_keys():
 
 
 def test_paper_value_semi_key_and_training_seconds(tmp_path):
-    from stars.tables import PAPER_HEADLINE, paper_value, semi_key, training_seconds
+    from stars.tables import paper_value, semi_key, training_seconds
 
-    assert paper_value(PAPER_HEADLINE, "STARS", "knn_k1", "xview") == 88.6
-    assert math.isnan(paper_value(PAPER_HEADLINE, "STARS-3stage", "knn_k1", "xsub"))
+    assert paper_value("headline", "STARS", "knn_k1", "xview") == 88.6
+    assert math.isnan(paper_value("headline", "STARS-3stage", "knn_k1", "xsub"))
     assert (semi_key(0.01, "mean"), semi_key(0.1, "std")) == ("fraction_0.01_mean", "fraction_0.1_std")
     (tmp_path / "head").mkdir()
     (tmp_path / "metrics.csv").write_text("epoch,loss,epoch_time_s\n0,1.0,2.5\n1,0.9,3.0\n")

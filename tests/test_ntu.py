@@ -25,12 +25,19 @@ from stars.data.ntu import (
     centre_on_first_spine_mid,
     parse_sample_name,
     prepare_ntu,
+    read_missing_list,
     read_skeleton_file,
     select_actors,
     split_indices,
     write_skeleton_file,
 )
-from stars.data.ntu_names import NTU60_MISSING_SKELETONS, NTU_CLASS_NAMES
+from stars.data.ntu_names import (
+    NTU60_MISSING_SKELETONS,
+    NTU120_ADDED_MISSING_SKELETONS,
+    NTU120_MISSING_SKELETONS,
+    NTU_CLASS_NAMES,
+)
+from stars.data.real import default_datasets_root
 
 RNG = np.random.default_rng(7)
 
@@ -324,6 +331,29 @@ def test_missing_list_matches_the_official_split_counts():
     assert max(i.setup for i in ids) == 17 and max(i.action for i in ids) == 60
 
 
+def test_ntu120_list_is_the_ntu60_list_plus_233_names_from_the_new_setups():
+    assert len(set(NTU120_MISSING_SKELETONS)) == len(NTU120_MISSING_SKELETONS) == 535
+    assert len(set(NTU120_ADDED_MISSING_SKELETONS)) == 233
+    assert set(NTU60_MISSING_SKELETONS) < set(NTU120_MISSING_SKELETONS)
+    assert set(NTU120_MISSING_SKELETONS) - set(NTU60_MISSING_SKELETONS) == set(NTU120_ADDED_MISSING_SKELETONS)
+    assert all(parse_sample_name(n).setup >= 18 for n in NTU120_ADDED_MISSING_SKELETONS)
+    assert list(NTU120_MISSING_SKELETONS) == sorted(NTU120_MISSING_SKELETONS)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("file", "built_in"),
+    [("NTU_RGBD_samples_with_missing_skeletons.txt", "ntu60"),
+     ("NTU_RGBD120_samples_with_missing_skeletons.txt", "ntu120")],
+)
+def test_built_in_missing_lists_equal_the_official_files(file, built_in):
+    path = default_datasets_root() / "ntu" / file
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    lists = {"ntu60": NTU60_MISSING_SKELETONS, "ntu120": NTU120_MISSING_SKELETONS}
+    assert read_missing_list(path) == frozenset(lists[built_in])
+
+
 @pytest.mark.parametrize(
     ("benchmark", "train", "test"),
     [
@@ -428,11 +458,11 @@ def test_ntu60_pads_zeros_ntu120_duplicates_actor_one(tmp_path):
     np.testing.assert_array_equal(duplicate[2], zeros[2])
 
 
-def test_ntu120_without_the_official_list_warns_and_accepts_a_list_file(tmp_path):
+def test_ntu120_uses_the_built_in_list_and_accepts_a_list_file(tmp_path):
     raw = tmp_path / "raw"
     names = _six_files(raw)
     report = prepare_ntu(raw, tmp_path / "out", "ntu120", workers=1, progress=False)
-    assert any("not built in" in w for w in report.warnings)
+    assert not report.warnings and "535 names" in report.missing_list
     listed = tmp_path / "missing.txt"
     listed.write_text(f"{names[0]}\n\n{names[2]}\n")
     report = prepare_ntu(raw, tmp_path / "out", "ntu120", workers=1, progress=False, missing_list=listed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -156,8 +157,12 @@ def test_corrupt_files_raise_naming_the_file(tmp_path):
     savemat(tmp_path / "a1_s1_t4_skeleton.mat", {"d_skel": nan})
     with pytest.raises(DatasetError, match="a1_s1_t4.*NaN.*frame 3"):
         read_utd_mhad_file(tmp_path / "a1_s1_t4_skeleton.mat")
-    with pytest.raises(DatasetError, match="a1_s1_t1_skeleton.mat"):  # the folder reader names it too
+    # the folder reader skips each bad file and names it in the report, written even when nothing is left
+    with pytest.raises(DatasetError, match="0 train and 0 test sequences left"):
         prepare_utd_mhad(tmp_path, tmp_path / "out")
+    report = (tmp_path / "out" / "prepare_report_UTD_MHAD_XSub.csv").read_text()
+    assert "a1_s1_t1_skeleton.mat,,skipped,,not a readable MATLAB file" in report
+    assert "a1_s1_t4_skeleton.mat,,skipped,,NaN or inf coordinates (first in frame 3)" in report
 
     (tmp_path / "a01_s01_e00_v01.json").write_text('{"skeletons": [[[0, 0, 1]]')
     with pytest.raises(DatasetError, match="a01_s01_e00_v01.json.*not a readable JSON"):
@@ -177,11 +182,13 @@ def test_corrupt_files_raise_naming_the_file(tmp_path):
     folder = tmp_path / "labels"
     folder.mkdir()
     write_nw_ucla(folder, 8, 1, 0, 1, body(5), label=3)
-    with pytest.raises(DatasetError, match="a08_s01_e00_v01.json.*'label' is 3.*label 7"):
+    with pytest.raises(DatasetError, match="0 train and 0 test sequences left"):
         prepare_nw_ucla(folder, tmp_path / "out")
+    report = (tmp_path / "out" / "prepare_report_NW_UCLA_XView.csv").read_text()
+    assert "a08_s01_e00_v01.json,,skipped,,'label' is 3 but the file name says a08 (label 7)" in report
     (folder / "a08_s01_e00_v01.json").unlink()
     (folder / "notes.json").write_text("{}")
-    with pytest.raises(DatasetError, match="notes.json.*file name"):
+    with pytest.raises(DatasetError, match="no NW-UCLA files"):
         prepare_nw_ucla(folder, tmp_path / "out")
     with pytest.raises(DatasetError, match="no such folder"):
         prepare_nw_ucla(tmp_path / "absent", tmp_path / "out")
@@ -235,3 +242,21 @@ def test_nw_ucla_real_files(tmp_path):
     np.testing.assert_allclose(train.x[:, 0, 0, 1], 0.0, atol=1e-6)  # spine of frame 0 is the origin
     head_above_hip = train.x[:, 0, 0, 3, 1] - train.x[:, 0, 0, 0, 1]
     assert np.median(head_above_hip) > 0.4
+
+
+def test_bad_files_are_skipped_and_reported_and_the_rest_is_written(tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for view in (1, 2, 3):
+        write_nw_ucla(folder, 1, 1, 0, view, body(6, seed=view))
+    (folder / "a01_s01_e01_v03.json").write_text('{"skeletons": [[[0, 0, 1]]')  # truncated JSON
+    (folder / "a01_s01_e00_v01 (copy).json").write_text("{}")  # not a data file name
+    with open(os.fsencode(folder) + b"/a01_s01_e02_v0\xff.json", "w") as handle:  # not UTF-8
+        handle.write("{}")
+    report = prepare_nw_ucla(folder, tmp_path / "out")
+    assert (report.num_train, report.num_test) == (2, 1)
+    reasons = {row["file"]: row["reason"] for row in report.skipped}
+    assert reasons["a01_s01_e01_v03.json"].startswith("not a readable JSON file")
+    assert reasons["a01_s01_e00_v01 (copy).json"].startswith("file name does not follow the NW-UCLA pattern")
+    assert reasons["a01_s01_e02_v0\\xff.json"].startswith("file name does not follow")
+    assert "a01_s01_e02_v0\\xff.json" in report.report_csv.read_text()

@@ -86,7 +86,7 @@ def test_a_run_records_what_it_adapted(tmp_path):
         run_pretraining(cfg, data, tmp_path / "run")
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["adapted_to_data"] and run["adapted_to_data"][0].startswith("run.batch_size 128 ->")
-    assert run["layout"] == "kinect_v1_20" and run["num_persons"] == 1
+    assert run["data"]["layout"]["name"] == "kinect_v1_20" and run["data"]["num_persons"] == 1
 
 
 def test_classifier_protocols_adapt_their_batch(tmp_path):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 import torch
 
 from stars.config import apply_overrides
+from stars.data.npz import load_split
+from stars.data.splits import validation_holdout
 from stars.data.synthetic import prepare_synthetic
 from stars.eval.knn import KNNConfig, run_knn
 from stars.train.pretrain import pretrain_preset, run_pretraining
@@ -39,7 +44,7 @@ def test_paper_defaults():
     assert cfg.run.epochs == 10 and cfg.run.batch_size == 128 and cfg.optim.clip_grad == 3.0
     assert cfg.optim.weight_decay == 0.05 and cfg.optim.schedule == "constant" and cfg.optim.lr == 1e-3
     assert not cfg.augment.mirror and cfg.crop_interval == (1.0, 1.0)
-    assert tune_preset("moco", "paper").run.batch_size == 32 and tune_preset("dino", "paper").augment.mirror
+    assert tune_preset("moco", "paper").run.batch_size == 128 and tune_preset("dino", "paper").augment.mirror
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "stars"])
@@ -49,7 +54,7 @@ def test_every_method_runs_one_epoch(method, data, stage1, tmp_path):
     state = torch.load(final, weights_only=True)
     assert state["epoch"] == 1
     rows = (tmp_path / method / "metrics.csv").read_text().splitlines()
-    assert "monitor_knn_best" in rows[0]  # KNN monitor on the held-out training part
+    assert "monitor_knn_best" in rows[0]  # leave-one-out KNN monitor on a fixed part of the training split
 
 
 def test_frozen_half_gets_no_gradient(data, stage1):
@@ -125,6 +130,24 @@ def test_init_required_except_from_scratch(data, tmp_path):
         run_tuning(tiny("stars"), None, data, tmp_path / "x")
 
 
+def test_stage2_trains_on_the_whole_training_split_and_monitors_leave_one_out(data, stage1, tmp_path):
+    out = tmp_path / "whole"
+    run_tuning(tiny("stars", **{"report_test_max": True}), stage1, data, out)
+    info = json.loads((out / "run.json").read_text())
+    train = load_split(data, "train")
+    assert info["num_train"] == len(train) and info["monitor"] == "leave-one-out"
+    _, held = validation_holdout(train.y, 0.1, seed=0)
+    assert info["num_monitor"] == len(held)
+    rows = pd.read_csv(out / "metrics.csv")
+    assert {"monitor_knn_k10", "monitor_knn_best", "test_knn_k10", "test_knn_best"} <= set(rows.columns)
+    summary = json.loads((out / "test_max.json").read_text())
+    assert summary["test_knn_max_over_epochs"] == pytest.approx(rows["test_knn_best"].max())
+    # select=monitor holds the monitored part out of training
+    run_tuning(tiny("stars", **{"select": "monitor"}), stage1, data, tmp_path / "held")
+    held_info = json.loads((tmp_path / "held" / "run.json").read_text())
+    assert held_info["num_train"] == len(train) - len(held) and held_info["monitor"] == "held-out"
+
+
 def test_select_monitor_returns_the_best_held_out_epoch(data, stage1, tmp_path):
     out = tmp_path / "sel"
     chosen = run_tuning(tiny("stars", **{"run.epochs": 3, "select": "monitor"}), stage1, data, out)
@@ -144,3 +167,43 @@ def test_three_stage_head_phase_stops_on_convergence(data, stage1, tmp_path):
     assert len(head_rows) - 1 == 2
     head = torch.load(tmp_path / "three" / "head" / "final.pt", weights_only=True)
     assert head["epoch"] == 2
+
+
+def test_official_switches_weight_decay_on_every_parameter_and_test_selection(data, stage1, tmp_path):
+    cfg = tiny("stars", **{"weight_decay_scope": "all", "optim.weight_decay": 0.01})
+    model, heads, encoder = build_model(cfg, stage1)
+    groups = param_groups(cfg, model, heads, encoder)
+    assert {g["weight_decay"] for g in groups} == {0.01}  # biases and norms included, as officially
+    default = param_groups(tiny("stars"), *build_model(tiny("stars"), stage1))
+    assert {g["weight_decay"] for g in default} == {0.0, 0.05}
+
+    out = tmp_path / "test-selected"
+    chosen = run_tuning(tiny("stars", **{"run.epochs": 3, "select": "test", "monitor_feature": "projection"}),
+                        stage1, data, out)
+    rows = pd.read_csv(out / "metrics.csv")
+    best_epoch = int(rows["test_knn_best"].idxmax()) + 1  # first epoch reaching the maximum
+    assert chosen.name == "best.pt" and torch.load(chosen, weights_only=True)["epoch"] == best_epoch
+    summary = json.loads((out / "test_max.json").read_text())
+    assert summary["test_knn_max_over_epochs"] == pytest.approx(rows["test_knn_best"].max())
+
+
+def test_official_dino_momentum_span_and_independent_teacher_heads(stage1):
+    from stars.train.tune import _teacher_update
+
+    seen = []
+
+    class Recorder:
+        def update_teacher(self, momentum):
+            seen.append(momentum)
+
+    update = _teacher_update(apply_overrides(tune_preset("dino", "paper"), ["teacher_momentum_span=25040"]), 20, 313)
+    update(Recorder(), 0)
+    update(Recorder(), 20 * 313 - 1)
+    assert seen == pytest.approx([0.996, 0.99664], abs=1e-5)
+    for method in ("moco", "dino"):
+        copied, _, _ = build_model(tiny(method), stage1)
+        independent, _, _ = build_model(tiny(method, teacher_head_init="independent"), stage1)
+        same = [torch.equal(a, b) for a, b in zip(copied.head.parameters(), copied.teacher_head.parameters())]
+        differ = [torch.equal(a, b) for a, b in zip(independent.head.parameters(),
+                                                    independent.teacher_head.parameters())]
+        assert all(same) and not all(differ)

@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
@@ -56,6 +55,8 @@ def confusion_figure(
     title: str = "",
 ) -> Figure:
     """Row-normalised confusion heat map with class names on both axes ("Predicted" x, "True" y)."""
+    import seaborn as sns  # imported here: a second of start-up that only figures need
+
     if num_classes is None:
         num_classes = len(class_names) if class_names else int(max(np.max(y_true), np.max(y_pred))) + 1
     names = _names(class_names, num_classes)
@@ -121,6 +122,7 @@ class ConfusionConfig:
     crop: float = 0.95  # centre crop of both splits
     seed: int = 0  # random initialisation of the encoder when no --ckpt is given
     dpi: int = 200
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # feature extraction (stars.precision); kNN is fp32
 
     def __post_init__(self) -> None:
         if self.vote not in ("majority", "weighted"):
@@ -153,8 +155,8 @@ def run_confusion(
     encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed, data=data)
     train, test = load_split(data, "train"), load_split(data, "test")
     num_classes = max(train.num_classes, test.num_classes)
-    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device)
-    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device)
+    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
+    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
     if cfg.vote == "majority":
         outcome = knn_majority(train_f, train_y, test_f, test_y, (cfg.k,), num_classes=num_classes, device=device)
     else:

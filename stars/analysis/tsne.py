@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
@@ -48,6 +47,7 @@ class TSNEConfig:
     compare_ckpt: str = ""  # another checkpoint (e.g. after STARS tuning) shown as the last panel
     compare_label: str = "after tuning"
     dpi: int = 300
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # feature extraction (stars.precision)
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
@@ -100,6 +100,8 @@ def random_projector_features(features: np.ndarray, seed: int = 42) -> np.ndarra
 
 def class_palette(n: int) -> list[tuple[float, float, float]]:
     """n distinct colours: tab20 with its ten dark shades first (= tab10 for n <= 10), husl beyond 20."""
+    import seaborn as sns  # imported here: a second of start-up that only figures need
+
     if n > 20:
         return sns.color_palette("husl", n)
     tab20 = sns.color_palette("tab20", 20)
@@ -125,13 +127,17 @@ def tsne_figure(
     num_classes: int | None = None,
     class_names: Sequence[str] = (),
     panel_size: float = 4.5,
+    scores: Mapping[str, float] | None = None,
 ) -> Figure:
-    """One t-SNE panel per feature set.
+    """One t-SNE panel per feature set (seaborn scatter plots, one colour per class).
 
     feature_sets: title -> (features (N, D), labels (N,)), samples in file order of the split.
     classes: 0-based labels to show (default rule in `tsne_classes`); per_class: first samples per class.
+    scores: title -> a number shown under the panel's title (the notebooks give the silhouette score).
     Axes are labelled "t-SNE 1" / "t-SNE 2"; the legend names the classes.
     """
+    import seaborn as sns  # imported here: a second of start-up that only figures need
+
     if not feature_sets:
         raise ValueError("tsne_figure: no feature sets given")
     if num_classes is None:
@@ -146,11 +152,15 @@ def tsne_figure(
         index = select_per_class(labels, shown, per_class)
         points = embed_tsne(np.asarray(features)[index], random_state)
         picked = np.asarray(labels)[index]
-        for colour, label in zip(palette, shown):
-            mask = picked == label
-            name = class_names[label] if class_names else f"class {label}"
-            ax.scatter(points[mask, 0], points[mask, 1], s=5, color=colour, label=name)
-        ax.set_title(title)
+        name_of = {label: class_names[label] if class_names else f"class {label}" for label in shown}
+        names = list(name_of.values())
+        hue = [name_of[int(label)] for label in picked]
+        sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=hue, hue_order=names, palette=palette, s=8,
+                        linewidth=0, ax=ax, legend="full")
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
+        ax.set_title(title if not scores or title not in scores else f"{title}\nsilhouette {scores[title]:.3f}")
         ax.set_xlabel("t-SNE 1")
         ax.set_ylabel("t-SNE 2")
         ax.set_xticks([])
@@ -159,6 +169,29 @@ def tsne_figure(
     fig.legend(handles, names, loc="center right", fontsize=7, markerscale=2.5, frameon=False)
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
     return fig
+
+
+def separation_caption(scores: Mapping[str, float], tolerance: float = 0.01) -> str:
+    """In words, what per-panel silhouette scores show: every later panel compared with the first.
+
+    scores: panel title -> silhouette score, in panel order. A difference within `tolerance` reads as
+    "about as well as"; the sentence is computed from the numbers, never assumed.
+    """
+    if not scores:
+        raise ValueError("separation_caption: no scores")
+    titles = list(scores)
+    base = titles[0]
+    parts = [f"Silhouette (cosine): {', '.join(f'{t} {v:.3f}' for t, v in scores.items())}."]
+    for title in titles[1:]:
+        diff = scores[title] - scores[base]
+        if abs(diff) <= tolerance:
+            verb = "separates the classes about as well as"
+        elif diff > 0:
+            verb = "separates the classes better than"
+        else:
+            verb = "separates the classes less than"
+        parts.append(f"{title} {verb} {base} ({diff:+.3f}).")
+    return " ".join(parts)
 
 
 def run_tsne(
@@ -181,7 +214,7 @@ def run_tsne(
     index = select_per_class(split.y, shown, cfg.per_class)
     subset = split.subset(index)
     encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.random_state, data=data)
-    features, labels = extract_features(encoder, subset, cfg.crop, cfg.batch_size, device)
+    features, labels = extract_features(encoder, subset, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
     panels = {cfg.label: (features, labels)}
     encoders = {"main": info}
     if cfg.random_projector:
@@ -189,7 +222,9 @@ def run_tsne(
     if cfg.compare_ckpt:
         other, other_info = load_encoder_for_eval(cfg.compare_ckpt, preset, device, seed=cfg.random_state,
                                                   data=data)
-        panels[cfg.compare_label] = extract_features(other, subset, cfg.crop, cfg.batch_size, device)
+        panels[cfg.compare_label] = extract_features(
+            other, subset, cfg.crop, cfg.batch_size, device, precision=cfg.precision
+        )
         encoders["compare"] = other_info
     fig = tsne_figure(
         panels, shown, cfg.per_class, cfg.random_state, num_classes=split.num_classes,

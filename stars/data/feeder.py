@@ -16,6 +16,7 @@ feeder/ntu_feeder.py (Feeder_dual: two views from one crop; Feeder_multi: DINO l
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,13 +265,35 @@ class ReferenceFeeder(Dataset):
 # the fast path
 
 
+# Headroom kept free on a CUDA device for the model, optimiser state and activations when deciding
+# whether a split is held on the device: a quarter of its memory, and at least 4 GiB.
+DEVICE_HEADROOM_FRACTION = 0.25
+DEVICE_HEADROOM_MIN_BYTES = 4 << 30
+
+
+def device_data_budget(device: torch.device) -> int:
+    """Bytes a split may take on `device` now: free memory minus the headroom (unbounded on a CPU).
+
+    The free memory is read when the split is placed, so a split placed earlier (the training split
+    before the test split) and a model already built count against it.
+    """
+    if device.type != "cuda":
+        return 1 << 62
+    free, total = torch.cuda.mem_get_info(device)
+    headroom = max(int(total * DEVICE_HEADROOM_FRACTION), DEVICE_HEADROOM_MIN_BYTES)
+    return max(free - headroom, 0)
+
+
 @dataclass
 class DeviceSplit:
-    """A split held as tensors on one device.
+    """A split held as tensors, producing its batches on `target`.
 
     x: (N, T, M, V, C), zero-padded frames at the end; y: (N,) int64; valid: (N,) int64 frames from the
     first to the last recorded frame; first: (N,) int64 index of the first recorded frame (None: all 0).
     Crops are drawn in [first, first + valid) (see `valid_spans`).
+    x is stored on `target` when it fits the device's memory budget (`from_split`), otherwise in (pinned)
+    host memory: batches are then gathered and resized on the host and copied to `target` without
+    blocking, and are the same batches either way. y, valid and first always live on `target`.
     """
 
     x: torch.Tensor
@@ -279,6 +302,7 @@ class DeviceSplit:
     layout: SkeletonLayout
     num_classes: int
     name: str = ""
+    target: torch.device | None = None  # where batches go; None = where x is stored
     first: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -287,9 +311,14 @@ class DeviceSplit:
 
     @classmethod
     def from_split(
-        cls, split: SkeletonSplit, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
+        cls, split: SkeletonSplit, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
+        *, budget_bytes: int | None = None,
     ) -> DeviceSplit:
-        """Move a loaded split to `device` (default: the GPU when present, else the CPU)."""
+        """Place a loaded split for `device` (default: the GPU when present, else the CPU).
+
+        x goes to the device when its size fits `budget_bytes` (default: `device_data_budget(device)`),
+        otherwise it stays in host memory, pinned when CUDA is present.
+        """
         where = f"{split.path or split.name or 'split'} ({split.split})"
         if split.x.ndim != 5:
             raise ValueError(f"{where}: x must be (N, T, M, V, C), got shape {split.x.shape}")
@@ -297,10 +326,23 @@ class DeviceSplit:
         first, valid = valid_spans(split.x)
         empty = np.flatnonzero(valid == 0)
         if len(empty):
-            raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()}")
+            raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()} "
+                             "(zero-length sequences); remove them from the dataset")
+        single = np.flatnonzero(valid == 1)
+        if len(single):
+            warnings.warn(f"{where}: {len(single)} samples have a single frame, so no motion to learn from, e.g. "
+                          f"{single[:5].tolist()}", stacklevel=2)
         device = pick_device() if device is None else torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:N": comparable with x.device
+            device = torch.device("cuda", torch.cuda.current_device())
+        budget = device_data_budget(device) if budget_bytes is None else int(budget_bytes)
+        size = split.x.size * torch.tensor([], dtype=dtype).element_size()
         array = split.x if split.x.flags.writeable else np.array(split.x)
-        x = torch.from_numpy(array).to(device=device, dtype=dtype)
+        host = torch.from_numpy(array).to(dtype=dtype)
+        if size <= budget:
+            x = host.to(device)
+        else:
+            x = host.pin_memory() if torch.cuda.is_available() else host
         return cls(
             x=x,
             y=torch.as_tensor(split.y, dtype=torch.long).to(device),
@@ -308,6 +350,7 @@ class DeviceSplit:
             layout=split.layout,
             num_classes=split.num_classes,
             name=split.name,
+            target=device,
             first=torch.from_numpy(first).to(device),
         )
 
@@ -316,13 +359,23 @@ class DeviceSplit:
 
     @property
     def device(self) -> torch.device:
-        return self.x.device
+        """Where batches are produced (and y, valid live)."""
+        return self.target if self.target is not None else self.x.device
+
+    @property
+    def on_device(self) -> bool:
+        """Whether x itself is stored where the batches go."""
+        return self.x.device == self.device
 
     def subset(self, indices: np.ndarray | torch.Tensor) -> DeviceSplit:
         """A copy holding `indices` only; batch "index" values then refer to positions in the subset."""
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
-        return DeviceSplit(self.x[idx], self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name,
-                           self.first[idx])
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        x = self.x[idx.to(self.x.device)]
+        if not self.on_device and torch.cuda.is_available():
+            x = x.pin_memory()
+        idx = idx.to(self.device)
+        return DeviceSplit(x, self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name, self.target,
+                           first=self.first[idx])
 
 
 def crop_resize_batch(
@@ -484,12 +537,23 @@ class BatchLoader:
             clip = augment_batch(clip, self.augment, self.layout, generator)
         return clip.permute(0, 4, 1, 3, 2).contiguous()
 
+    def _clip(self, indices: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """(B, num_frames, M, V, C) on the batch device; gathered on the host for a host-held split.
+        start: (B,) relative to each sample's first recorded frame (`DeviceSplit.first`)."""
+        first = self.data.first[indices.to(self.data.first.device)]
+        start = start.to(first.device) + first
+        clip = crop_resize_batch(self.data.x, indices, start, length, self.crop.num_frames)
+        if clip.device != self.data.device:
+            if clip.device.type == "cpu" and self.data.device.type == "cuda":
+                clip = clip.pin_memory()
+            clip = clip.to(self.data.device, non_blocking=True)
+        return clip
+
     def _batch(self, indices, start, length, local_crops, generator) -> dict:
         """start: (B,) crop starts relative to each sample's first recorded frame (as in "crop")."""
-        device, frames = self.data.device, self.crop.num_frames
+        device = self.data.device
         indices = indices.to(device)
-        first = self.data.first[indices]
-        clip = crop_resize_batch(self.data.x, indices, start.to(device) + first, length, frames)
+        clip = self._clip(indices, start, length)
         batch = {
             "y": self.data.y[indices],
             "index": indices,
@@ -501,8 +565,7 @@ class BatchLoader:
             return batch
         batch["views"] = global_views
         batch["local_views"] = [
-            self._view(crop_resize_batch(self.data.x, indices, s.to(device) + first, n, frames), generator)
-            for s, n in local_crops
+            self._view(self._clip(indices, s, n), generator) for s, n in local_crops
         ]
         return batch
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from stars.data.layouts import LAYOUTS, NTU25, SkeletonLayout, get_layout
+from stars.io import atomic_write
 
 SPLITS = ("train", "test")
 _CHUNK = 1024
@@ -87,9 +88,15 @@ def _open(path: str | os.PathLike) -> np.lib.npyio.NpzFile:
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset file")
     try:
-        return np.load(path, allow_pickle=False)
+        npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         raise DatasetError(f"{path}: not a readable npz file ({err})") from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DatasetError(
+            f"{path}: a single array ({type(npz).__name__}), not an npz dataset file with x_train, y_train, "
+            "x_test, y_test; write one with stars.data.npz.save_dataset"
+        )
+    return npz
 
 
 def _read(npz: np.lib.npyio.NpzFile, key: str, path) -> np.ndarray:
@@ -119,6 +126,8 @@ def read_header(path: str | os.PathLike) -> dict:
         x_shape = _array_shape(npz, "x_train", path)
         y_train = _read(npz, "y_train", path)
         y_test = _read(npz, "y_test", path)
+        for key, y in (("y_train", y_train), ("y_test", y_test)):
+            _check_label_dtype(y, path, key)
         num_persons = int(_scalar(npz, "num_persons", path, 2))
         layout_name = _scalar(npz, "layout", path, None)
         if len(x_shape) != 3:
@@ -145,10 +154,6 @@ def read_header(path: str | os.PathLike) -> dict:
                 f"({num_persons} persons x {layout.num_joints} joints x 3 = "
                 f"{num_persons * layout.num_joints * 3})"
             )
-        for key, y in (("y_train", y_train), ("y_test", y_test)):
-            if y.dtype.kind in "USO":
-                raise DatasetError(f"{path}: {key} holds strings ({y[:1].tolist()}); labels must be integers "
-                                   "0..C-1 (stars.data.byo.import_sequences maps names to indices)")
         num_classes = _scalar(npz, "num_classes", path, None)
         if num_classes is None:
             if y_train.ndim == 2:
@@ -216,7 +221,16 @@ def _array_shape(npz, key, path) -> tuple[int, ...]:
         raise DatasetError(f"{path}: cannot read the header of {key!r} ({err})") from err
 
 
+def _check_label_dtype(y: np.ndarray, path, key: str) -> None:
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == bool):
+        raise DatasetError(
+            f"{path}: {key} holds {y.dtype} values; labels must be integers in [0, num_classes) or one-hot rows "
+            "(map class names to integers and store them as class_names; stars.data.byo.import_sequences does it)"
+        )
+
+
 def _labels(y: np.ndarray, n: int, num_classes: int, path, key: str) -> np.ndarray:
+    _check_label_dtype(y, path, key)
     if len(y) != n:
         raise DatasetError(f"{path}: {key} has {len(y)} labels for {n} samples")
     if y.ndim == 2:
@@ -334,8 +348,4 @@ def save_dataset(
         arrays["name"] = np.array(name)
     for key, value in (extra or {}).items():
         arrays[key] = np.asarray(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))

@@ -29,6 +29,7 @@ reported instead; T = max(300, longest sequence) instead of the longest (both ar
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -38,6 +39,7 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,8 +54,10 @@ from stars.data.npz import save_dataset
 from stars.data.ntu_names import (
     NTU60_MISSING_SKELETONS,
     NTU120_CLASS_NAMES,
+    NTU120_MISSING_SKELETONS,
     NTU120_MISSING_SKELETONS_COUNT,
 )
+from stars.io import atomic_write, atomic_write_bytes, remove_orphan_files
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +240,12 @@ def parse_skeleton_bytes(data: bytes, path: str | os.PathLike = "<bytes>") -> Ra
     if not finite:
         index, kind, reason = _first_bad_number(tokens, token_index)
         raise fail(index, reason.replace("value", "coordinate"), kind)
-    xyz = xyz.astype(np.float32).reshape(len(joint_starts), NUM_JOINTS, 3)
+    with np.errstate(over="ignore"):
+        xyz32 = xyz.astype(np.float32)
+    if not np.isfinite(xyz32).all():
+        index = token_index[int(np.flatnonzero(~np.isfinite(xyz32))[0])]
+        raise fail(index, f"coordinate {tokens[index].decode()!r} overflows float32", "non-finite")
+    xyz = xyz32.reshape(len(joint_starts), NUM_JOINTS, 3)
 
     bodies: dict[str, RawBody] = {}
     for body_id, body_rows in rows.items():
@@ -619,7 +628,7 @@ class FileResult(NamedTuple):
     """Outcome of one raw file. joints: (T, 75|150) float32 centred sequence when status == 'ok'."""
 
     name: str
-    size: int
+    key: str  # content digest of the raw file (`file_digest`)
     status: str  # "ok" or "skipped"
     reason: str  # "" or a kind of SkeletonFileError ("error" for an unexpected exception)
     detail: str
@@ -628,62 +637,88 @@ class FileResult(NamedTuple):
     num_raw_frames: int
 
 
-def process_skeleton_file(task: tuple[str, str, int], thresholds: DenoiseThresholds = DenoiseThresholds()) -> FileResult:
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a raw file's bytes (first 32 hex digits): the cache key of its parsed result."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:32]
+
+
+def process_skeleton_file(task: tuple[str, str, str], thresholds: DenoiseThresholds = DenoiseThresholds()) -> FileResult:
     """Read, denoise and centre one file; never raises (problems become a 'skipped' result).
 
-    task: (path, sample name, file size in bytes).
+    task: (path, sample name, content digest of the file).
     """
-    path, name, size = task
+    path, name, key = task
     try:
         raw = read_skeleton_file(path)
         selection = select_actors(raw, thresholds)
         joints = centre_on_first_spine_mid(selection.joints, where=path)
-        return FileResult(name, size, "ok", "", "", joints, len(raw.bodies), raw.num_raw_frames)
+        return FileResult(name, key, "ok", "", "", joints, len(raw.bodies), raw.num_raw_frames)
     except SkeletonFileError as err:
         detail = err.reason if err.line is None else f"line {err.line}: {err.reason}"
-        return FileResult(name, size, "skipped", err.kind, detail, None, 0, 0)
+        return FileResult(name, key, "skipped", err.kind, detail, None, 0, 0)
     except Exception as err:  # noqa: BLE001 - a bad file must never stop the run; it is reported
-        return FileResult(name, size, "skipped", "error", f"{type(err).__name__}: {err}", None, 0, 0)
+        return FileResult(name, key, "skipped", "error", f"{type(err).__name__}: {err}", None, 0, 0)
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+_PARSER_SOURCE = Path(__file__)
+_SHARD_NAME = re.compile(r"^shard_(\d{6})\.npz$")
+_SHARD_KEYS = ("names", "keys", "status", "reasons", "details", "lengths", "widths", "bodies", "raw_frames", "data")
+
+
+def parser_version() -> str:
+    """CACHE_VERSION and a digest of this module's source: any change to the parser invalidates the cache."""
+    return f"v{CACHE_VERSION}-{hashlib.sha256(_PARSER_SOURCE.read_bytes()).hexdigest()[:10]}"
 
 
 class ResultCache:
-    """Per-file results in `directory/shard_*.npz`, each written atomically (temp file + rename).
+    """Per-file results in `directory/shard_NNNNNN.npz`, each written whole or not at all.
 
-    The directory name encodes the cache version and the denoising thresholds, so results made
-    with other settings are never mixed in. A result is reused when the file's size still matches.
-    Later shards override earlier ones for the same sample.
+    A result is keyed by the sample name and the SHA-256 of the raw file's bytes, so an edited file
+    (even of the same size) or another raw folder is parsed again. The directory name encodes the
+    parser version (`parser_version`) and the denoising thresholds, so results made by other code or
+    settings are never mixed in. Shards are written through a hidden temporary file and a rename; the
+    temporary files a kill leaves behind never match the shard name and are deleted by `load` (call it
+    under the output folder's lock). A shard that fails to read or is inconsistent is ignored, with a
+    warning. Later shards override earlier ones for the same sample.
     """
 
     def __init__(self, root: Path, thresholds: DenoiseThresholds):
-        tag = f"v{CACHE_VERSION}_len{thresholds.max_noise_length}_spr{thresholds.spread_ratio}_noise{thresholds.max_noise_ratio}"
+        tag = (f"{parser_version()}_len{thresholds.max_noise_length}_spr{thresholds.spread_ratio}"
+               f"_noise{thresholds.max_noise_ratio}")
         self.directory = Path(root) / tag
         self.pending: list[FileResult] = []
 
     def shard_paths(self) -> list[Path]:
-        return sorted(self.directory.glob("shard_*.npz")) if self.directory.exists() else []
+        if not self.directory.exists():
+            return []
+        return sorted(p for p in self.directory.iterdir() if _SHARD_NAME.match(p.name))
 
-    def load(self) -> dict[str, FileResult]:
-        results: dict[str, FileResult] = {}
+    def load(self) -> dict[tuple[str, str], FileResult]:
+        """(sample name, content digest) -> cached result."""
+        remove_orphan_files(self.directory)
+        results: dict[tuple[str, str], FileResult] = {}
         for path in self.shard_paths():
             try:
                 with np.load(path, allow_pickle=False) as shard:
-                    arrays = {key: shard[key] for key in shard.files}
-            except (OSError, ValueError, EOFError) as err:
+                    arrays = {key: shard[key] for key in _SHARD_KEYS}
+                offsets = np.concatenate([[0], np.cumsum(arrays["lengths"] * arrays["widths"])])
+                if offsets[-1] != arrays["data"].size or len({len(arrays[k]) for k in _SHARD_KEYS[:-1]}) != 1:
+                    raise ValueError("inconsistent array sizes")
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
                 log.warning("%s: unreadable cache shard ignored (%s)", path, err)
                 continue
-            offsets = np.concatenate([[0], np.cumsum(arrays["lengths"] * arrays["widths"])])
             for i, name in enumerate(arrays["names"]):
                 joints = None
                 if arrays["status"][i] == "ok":
                     flat = arrays["data"][offsets[i] : offsets[i + 1]]
                     joints = flat.reshape(int(arrays["lengths"][i]), int(arrays["widths"][i]))
-                results[str(name)] = FileResult(
-                    str(name), int(arrays["sizes"][i]), str(arrays["status"][i]), str(arrays["reasons"][i]),
+                result = FileResult(
+                    str(name), str(arrays["keys"][i]), str(arrays["status"][i]), str(arrays["reasons"][i]),
                     str(arrays["details"][i]), joints, int(arrays["bodies"][i]), int(arrays["raw_frames"][i]),
                 )
+                results[(result.name, result.key)] = result
         return results
 
     def add(self, result: FileResult) -> None:
@@ -694,13 +729,13 @@ class ResultCache:
         if not self.pending:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
-        existing = [int(p.stem.split("_")[1]) for p in self.shard_paths()]
+        existing = [int(_SHARD_NAME.match(p.name).group(1)) for p in self.shard_paths()]
         path = self.directory / f"shard_{(max(existing) + 1 if existing else 0):06d}.npz"
         items = self.pending
         empty = np.zeros(0, dtype=np.float32)
         arrays = {
             "names": np.array([r.name for r in items]),
-            "sizes": np.array([r.size for r in items], dtype=np.int64),
+            "keys": np.array([r.key for r in items]),
             "status": np.array([r.status for r in items]),
             "reasons": np.array([r.reason for r in items]),
             "details": np.array([r.detail for r in items]),
@@ -710,9 +745,7 @@ class ResultCache:
             "raw_frames": np.array([r.num_raw_frames for r in items], dtype=np.int64),
             "data": np.concatenate([empty] + [r.joints.ravel() for r in items if r.joints is not None]),
         }
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
         self.pending = []
         return path
 
@@ -758,26 +791,35 @@ def discover_skeleton_files(raw_dirs: Sequence[str | os.PathLike]) -> tuple[dict
         raw_dir = Path(raw_dir)
         if not raw_dir.is_dir():
             raise ValueError(f"{raw_dir}: raw NTU folder does not exist")
-        for folder, subdirs, names in os.walk(raw_dir):
+        def unreadable(err: OSError) -> None:
+            problems.append((printable_path(err.filename), "unreadable", f"cannot list the folder ({err.strerror})"))
+
+        for folder, subdirs, names in os.walk(raw_dir, onerror=unreadable):
             subdirs.sort()
             for file_name in sorted(names):
                 if not file_name.endswith(".skeleton"):
                     continue
                 path = Path(folder) / file_name
                 stem = file_name[: -len(".skeleton")]
-                if SAMPLE_NAME.match(stem) is None:
-                    problems.append((str(path), "bad-name", "not SsssCcccPpppRrrrAaaa.skeleton"))
+                if not path.is_file():  # a dangling link, a FIFO or device: never opened (a FIFO would block)
+                    detail = "dangling symbolic link" if path.is_symlink() and not path.exists() else "not a regular file"
+                    problems.append((printable_path(path), "unreadable", detail))
+                elif SAMPLE_NAME.match(stem) is None:
+                    problems.append((printable_path(path), "bad-name", "not SsssCcccPpppRrrrAaaa.skeleton"))
                 elif stem in files:
-                    problems.append((str(path), "duplicate", f"same sample as {files[stem]}"))
+                    problems.append((printable_path(path), "duplicate", f"same sample as {printable_path(files[stem])}"))
                 else:
                     files[stem] = path
     return files, problems
 
 
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as text that can always be written: bytes that are not UTF-8 become backslash escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def _run_pool(tasks, thresholds, workers: int, progress: bool, cache: ResultCache, shard_size: int, desc: str):
@@ -843,8 +885,8 @@ def prepare_ntu(
     workers: processes for parsing (default os.cpu_count(); 1 = in this process).
     resume: reuse per-file results cached in out_dir/cache/ (written every `shard_size` files).
     missing_list: file with the official "samples with missing skeletons" names; it replaces the
-        built-in list (the 302 NTU-60 names; the NTU-120 additions are not built in, see
-        stars.data.ntu_names). Listed samples are skipped and reported.
+        built-in list (302 names for NTU-60, 535 for NTU-120, see stars.data.ntu_names). Listed samples
+        are skipped and reported.
     limit: only the first `limit` files in name order (for trials).
     second_actor: "official" (zeros for NTU-60, copy of actor 1 for NTU-120, as the two official
         scripts do), "zeros" or "duplicate".
@@ -886,31 +928,32 @@ def prepare_ntu(
         if variant == "ntu120" and len(missing) != NTU120_MISSING_SKELETONS_COUNT:
             warnings.append(f"{missing_list} holds {len(missing)} names; the official NTU-120 list has "
                             f"{NTU120_MISSING_SKELETONS_COUNT}")
+    elif variant == "ntu120":
+        missing = frozenset(NTU120_MISSING_SKELETONS)
+        missing_source = f"built-in NTU-120 list ({len(missing)} names)"
     else:
         missing = frozenset(NTU60_MISSING_SKELETONS)
-        missing_source = "built-in NTU-60 list (302 names)"
-        if variant == "ntu120":
-            warnings.append(
-                "the 233 NTU-120 missing-skeleton names are not built in; pass the official "
-                "NTU_RGBD120_samples_with_missing_skeletons.txt as missing_list to reproduce the official "
-                "files exactly (files without any body are still skipped as 'no-body')"
-            )
+        missing_source = f"built-in NTU-60 list ({len(missing)} names)"
 
     tasks = []
     rows: dict[str, FileResult] = {}
-    for name in in_variant:
+    for name in tqdm(in_variant, unit="file", desc="hash files", disable=not progress, dynamic_ncols=True):
         if name in missing:
-            rows[name] = FileResult(name, 0, "skipped", "missing-list", missing_source, None, 0, 0)
-        else:
-            tasks.append((str(files[name]), name, files[name].stat().st_size))
+            rows[name] = FileResult(name, "", "skipped", "missing-list", missing_source, None, 0, 0)
+            continue
+        try:
+            tasks.append((str(files[name]), name, file_digest(files[name])))
+        except OSError as err:  # a dangling link, an unreadable file: reported, never fatal
+            rows[name] = FileResult(name, "", "skipped", "unreadable", f"cannot read the file ({err.strerror or err})",
+                                    None, 0, 0)
 
     cache = ResultCache(out_dir / "cache", thresholds)
     cached = cache.load() if resume else {}
     pending = []
     num_cached = 0
     for task in tasks:
-        hit = cached.get(task[1])
-        if hit is not None and hit.size == task[2]:
+        hit = cached.get((task[1], task[2]))
+        if hit is not None:
             rows[task[1]] = hit
             num_cached += 1
         else:
@@ -922,7 +965,7 @@ def prepare_ntu(
     parse_seconds = time.perf_counter() - parse_start
 
     ok_names = [name for name in in_variant if rows[name].status == "ok"]
-    skipped = [(str(files[n]), rows[n].reason, rows[n].detail) for n in in_variant if rows[n].status != "ok"]
+    skipped = [(printable_path(files[n]), rows[n].reason, rows[n].detail) for n in in_variant if rows[n].status != "ok"]
     skipped += problems
     skipped_by_reason = dict(sorted(Counter(reason for _, reason, _ in skipped).items()))
 
@@ -931,6 +974,7 @@ def prepare_ntu(
     length = max([num_frames, *(rows[n].joints.shape[0] for n in ok_names)])
     report_csv = out_dir / "prepare_report.csv"
     summary_json = out_dir / "prepare_summary.json"
+    _write_report_csv(report_csv, in_variant, files, rows, problems)  # first: it survives a failure below
     if ok_names:
         ids = [parse_sample_name(n) for n in ok_names]
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".assembly-") as scratch:
@@ -962,7 +1006,6 @@ def prepare_ntu(
         files_per_second=round(len(pending) / parse_seconds, 1) if pending and parse_seconds > 0 else 0.0,
         report_csv=str(report_csv), summary_json=str(summary_json),
     )  # fmt: skip
-    _write_report_csv(report_csv, in_variant, files, rows, problems)
     summary = asdict(report)
     summary["skipped"] = [{"file": f, "reason": r, "detail": d} for f, r, d in skipped]
     summary.update(raw_dirs=[str(d) for d in raw_dirs], files_found=len(files), files_outside_variant=outside,
@@ -1008,7 +1051,7 @@ def _write_report_csv(path: Path, names, files, rows, problems) -> None:
     for name in names:
         r = rows[name]
         frames = "" if r.joints is None else r.joints.shape[0]
-        writer.writerow([str(files[name]), r.status, r.reason, r.detail, frames, r.num_bodies or ""])
+        writer.writerow([printable_path(files[name]), r.status, r.reason, r.detail, frames, r.num_bodies or ""])
     for file, reason, detail in problems:
         writer.writerow([file, "skipped", reason, detail, "", ""])
     _atomic_write_text(path, out.getvalue())

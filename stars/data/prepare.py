@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from stars.config import ConfigError, parse_assignments, parse_value
+from stars.io import remove_orphan_files, write_json
+from stars.rundir import RunFolderError, RunLock
 
 
 def _options(overrides: list[str], allowed: dict[str, type]) -> dict:
@@ -23,7 +26,49 @@ def _one_raw(args) -> str:
     return args.raw[0]
 
 
+IDENTITY_NAME = ".stars-prepare.json"
+
+
+def _identity(args) -> dict:
+    """What a preparation's outputs are made from: target, raw folders, options."""
+    return {
+        "target": args.target,
+        "raw": [str(Path(r).resolve()) for r in args.raw],
+        "options": sorted(args.overrides),
+        "seed": args.seed if args.target == "synthetic" else None,
+        "missing_list": str(Path(args.missing_list).resolve()) if args.missing_list else None,
+    }
+
+
+def check_output(out: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse an output folder that holds another finished preparation's files (another target, raw
+    folders or options) unless `overwrite`. Call it holding the folder's lock."""
+    marker = out / IDENTITY_NAME
+    if marker.exists() and not overwrite:
+        try:
+            previous = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous != identity:
+            raise RunFolderError(
+                f"{out} holds the output of another preparation ({previous}); pass --overwrite to replace it "
+                "or choose another --out"
+            )
+
+
 def main(args) -> int:
+    """Hold OUT's lock for the whole preparation (see `stars.rundir`)."""
+    out = Path(args.out)
+    with RunLock(out):
+        remove_orphan_files(out)
+        identity = _identity(args)
+        check_output(out, identity, getattr(args, "overwrite", False))
+        code = _prepare(args)
+        write_json(out / IDENTITY_NAME, identity)  # this preparation finished
+        return code
+
+
+def _prepare(args) -> int:
     target, out = args.target, Path(args.out)
     if target == "synthetic":
         import dataclasses
@@ -61,6 +106,7 @@ def main(args) -> int:
 
         opts = _options(args.overrides, {"centre": bool, "resample": bool, "num_frames": int,
                                          "official_keys_only": bool, "skip_bad_files": bool})
+        opts.setdefault("skip_bad_files", True)  # a bad file is reported, never fatal (--set skip_bad_files=false)
         report = prepare_pku(_one_raw(args), out, version=int(target[-1]), workers=args.workers, **opts)
         print(report)
         return 0

@@ -33,6 +33,7 @@ import numpy as np
 
 from stars.data.layouts import KINECT_V1_20, UTD_MHAD20, SkeletonLayout, get_layout, joint_mapping
 from stars.data.npz import DatasetError, save_dataset
+from stars.io import atomic_write_bytes
 
 DEFAULT_MIN_FRAMES = 2  # a single frame has no motion; NW-UCLA has two such files (a02_s09_e04_v02/v03)
 
@@ -180,8 +181,10 @@ class _Sample:
     train: bool
 
 
-def _files(raw_dir: Path, pattern: re.Pattern, suffix: str, what: str) -> list[tuple[Path, tuple[int, ...]]]:
-    """Files named like `pattern` in raw_dir, sorted by their numeric ids; other *suffix files are errors."""
+def _files(raw_dir: Path, pattern: re.Pattern, suffix: str, what: str,
+           skipped: list[dict]) -> list[tuple[Path, tuple[int, ...]]]:
+    """Files named like `pattern` in raw_dir, sorted by their numeric ids; other *suffix files are
+    appended to `skipped` as report rows (a bad file never stops a preparation)."""
     if not raw_dir.is_dir():
         raise DatasetError(f"{raw_dir}: no such folder ({what} raw data)")
     out = []
@@ -190,11 +193,18 @@ def _files(raw_dir: Path, pattern: re.Pattern, suffix: str, what: str) -> list[t
             continue
         match = pattern.match(path.name)
         if match is None:
-            raise DatasetError(f"{path}: file name does not follow the {what} pattern {pattern.pattern}")
+            skipped.append(_skip(path, f"file name does not follow the {what} pattern {pattern.pattern}"))
+            continue
         out.append((path, tuple(int(g) for g in match.groups())))
     if not out:
         raise DatasetError(f"{raw_dir}: no {what} files ({suffix}) found")
     return sorted(out, key=lambda item: item[1])
+
+
+def _skip(path: Path, reason: str) -> dict:
+    """The report row of a raw file left out; its name printable whatever its bytes."""
+    name = os.fsencode(path.name).decode("utf-8", "backslashreplace")
+    return {"file": name, "split": "", "status": "skipped", "frames": "", "reason": reason}
 
 
 def centre_on_first_frame(skeleton: np.ndarray, centre_joint: int) -> np.ndarray:
@@ -219,9 +229,9 @@ def resample_frames(skeleton: np.ndarray, frames: int) -> np.ndarray:
 
 
 def _assemble(samples: list[_Sample], layout: SkeletonLayout, out_path: Path, class_names: tuple[str, ...],
-              name: str, max_frames: int | None, min_frames: int) -> PrepareReport:
-    """Centre, resample/pad and write the npz file plus the per-file CSV report."""
-    rows = []
+              name: str, max_frames: int | None, min_frames: int, skipped: list[dict]) -> PrepareReport:
+    """Centre, resample/pad and write the npz file plus the per-file CSV report (with the `skipped` rows)."""
+    rows = list(skipped)
     kept = []
     for s in samples:
         frames = len(s.skeleton)
@@ -238,7 +248,10 @@ def _assemble(samples: list[_Sample], layout: SkeletonLayout, out_path: Path, cl
     train = [k for k in kept if k[0].train]
     test = [k for k in kept if not k[0].train]
     if not train or not test:
-        raise DatasetError(f"{out_path}: {len(train)} train and {len(test)} test sequences left; need both")
+        report_csv = out_path.with_name(f"prepare_report_{out_path.stem}.csv")
+        _write_csv(report_csv, rows)
+        raise DatasetError(f"{out_path}: {len(train)} train and {len(test)} test sequences left; need both "
+                           f"(see {report_csv})")
     length = max_frames if max_frames is not None else max(len(k[1]) for k in kept)
 
     def stack(part):
@@ -274,9 +287,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=["file", "split", "status", "frames", "reason"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda r: r["file"]))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8", "backslashreplace"))
 
 
 def _check_options(min_frames: int, max_frames: int | None) -> None:
@@ -300,15 +311,19 @@ def prepare_utd_mhad(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
     target = get_layout(layout)
     if target.name not in (UTD_MHAD20.name, KINECT_V1_20.name):
         raise ValueError(f"UTD-MHAD layout must be 'utd_mhad20' or 'kinect_v1_20', got {layout!r}")
-    samples = []
-    for path, (action, subject, trial) in _files(Path(raw_dir), _UTD_NAME, ".mat", "UTD-MHAD"):
-        if not 1 <= action <= len(UTD_MHAD_CLASSES):
-            raise DatasetError(f"{path}: action {action} outside 1..{len(UTD_MHAD_CLASSES)}")
-        skeleton = to_layout(read_utd_mhad_file(path), UTD_MHAD20, target)
+    samples, skipped = [], []
+    for path, (action, subject, trial) in _files(Path(raw_dir), _UTD_NAME, ".mat", "UTD-MHAD", skipped):
+        try:
+            if not 1 <= action <= len(UTD_MHAD_CLASSES):
+                raise DatasetError(f"{path}: action {action} outside 1..{len(UTD_MHAD_CLASSES)}")
+            skeleton = to_layout(read_utd_mhad_file(path), UTD_MHAD20, target)
+        except DatasetError as err:  # reported, never fatal
+            skipped.append(_skip(path, str(err).removeprefix(f"{path}: ")))
+            continue
         samples.append(_Sample(path.name, skeleton, action - 1, subject, 1, trial,
                                subject in UTD_MHAD_TRAIN_SUBJECTS))
     return _assemble(samples, target, Path(out_dir) / "UTD_MHAD_XSub.npz", UTD_MHAD_CLASSES,
-                     f"UTD-MHAD cross-subject ({target.name})", max_frames, min_frames)
+                     f"UTD-MHAD cross-subject ({target.name})", max_frames, min_frames, skipped)
 
 
 def prepare_nw_ucla(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, *, max_frames: int | None = None,
@@ -323,17 +338,22 @@ def prepare_nw_ucla(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, *, m
     raw = Path(raw_dir)
     if (raw / "all_sqe").is_dir():
         raw = raw / "all_sqe"
-    samples = []
-    for path, (action, subject, repetition, view) in _files(raw, _NW_UCLA_NAME, ".json", "NW-UCLA"):
-        if action not in NW_UCLA_ACTION_IDS:
-            raise DatasetError(f"{path}: action a{action:02d} is not one of the 10 NW-UCLA classes")
-        if view not in (1, 2, 3):
-            raise DatasetError(f"{path}: view v{view:02d} outside 1..3")
-        skeleton, label = read_nw_ucla_file(path)
-        expected = NW_UCLA_ACTION_IDS.index(action) + 1
-        if label != expected:
-            raise DatasetError(f"{path}: 'label' is {label} but the file name says a{action:02d} (label {expected})")
+    samples, skipped = [], []
+    for path, (action, subject, repetition, view) in _files(raw, _NW_UCLA_NAME, ".json", "NW-UCLA", skipped):
+        try:
+            if action not in NW_UCLA_ACTION_IDS:
+                raise DatasetError(f"{path}: action a{action:02d} is not one of the 10 NW-UCLA classes")
+            if view not in (1, 2, 3):
+                raise DatasetError(f"{path}: view v{view:02d} outside 1..3")
+            skeleton, label = read_nw_ucla_file(path)
+            expected = NW_UCLA_ACTION_IDS.index(action) + 1
+            if label != expected:
+                raise DatasetError(f"{path}: 'label' is {label} but the file name says a{action:02d} "
+                                   f"(label {expected})")
+        except DatasetError as err:  # reported, never fatal
+            skipped.append(_skip(path, str(err).removeprefix(f"{path}: ")))
+            continue
         samples.append(_Sample(path.name, skeleton, expected - 1, subject, view, repetition,
                                view in NW_UCLA_TRAIN_VIEWS))
     return _assemble(samples, KINECT_V1_20, Path(out_dir) / "NW_UCLA_XView.npz", NW_UCLA_CLASSES,
-                     "NW-UCLA cross-view", max_frames, min_frames)
+                     "NW-UCLA cross-view", max_frames, min_frames, skipped)

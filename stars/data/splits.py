@@ -46,6 +46,26 @@ def semi_supervised_subset(labels: np.ndarray, fraction: float, seed: int) -> np
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def released_semi_subsets(num_samples: int, fraction: float, processes: int = 2) -> list[np.ndarray]:
+    """The labelled subsets of the official semi-supervised feeder, one per training process.
+
+    Process r seeds NumPy's global generator with r, shuffles the indices 0..N-1 and keeps the first
+    int(N * fraction): a global draw, not class-balanced, different in every process, and the same for all
+    5 repeated runs (reference §6.4). -> `processes` arrays of int(N * fraction) indices (in drawn order).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"released_semi_subsets: fraction must lie in (0, 1], got {fraction!r}")
+    if processes < 1 or num_samples < 1:
+        raise ValueError(f"released_semi_subsets: need num_samples, processes >= 1, got {num_samples}, {processes}")
+    keep = int(num_samples * fraction)
+    subsets = []
+    for rank in range(processes):
+        order = np.arange(num_samples)
+        np.random.RandomState(rank).shuffle(order)  # = np.random.seed(0 + rank); np.random.shuffle(order)
+        subsets.append(order[:keep])
+    return subsets
+
+
 def fewshot_ntu120_classes() -> np.ndarray:
     """The 60 NTU-120 classes A061-A120 unseen in NTU-60, as 0-based labels 60..119."""
     return np.arange(60, 120)

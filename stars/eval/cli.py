@@ -28,6 +28,8 @@ from stars.eval.knn import KNN_PRESETS, run_knn
 from stars.eval.linear import LINEAR_PRESETS, run_linear
 from stars.eval.semi import SEMI_PRESETS, run_semi
 from stars.eval.transfer import TRANSFER_PRESETS, run_transfer
+from stars.recipes import detect_dataset, recipe_overrides
+from stars.rundir import run_folder
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,11 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
-def resolve_config(protocol: str, preset: str, overrides: list[str] | None, *, has_ckpt: bool = True) -> Any:
-    """The protocol's config: preset, from-scratch rule for finetune without a checkpoint, then overrides."""
+def resolve_config(
+    protocol: str, preset: str, overrides: list[str] | None, *, has_ckpt: bool = True, data: str | None = None
+) -> Any:
+    """The protocol's config: preset, from-scratch rule for finetune without a checkpoint, the recipe of the
+    evaluated dataset `data` (`stars.recipes`, e.g. PKU-MMD's linear-probe batch and lr), then overrides."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
     presets = PROTOCOLS[protocol].presets
@@ -59,6 +64,7 @@ def resolve_config(protocol: str, preset: str, overrides: list[str] | None, *, h
     cfg = presets[preset]
     if protocol == "finetune" and not has_ckpt:
         cfg = from_scratch(cfg)
+    cfg = apply_overrides(cfg, recipe_overrides(detect_dataset(data), protocol))
     return apply_overrides(cfg, overrides or [])
 
 
@@ -73,8 +79,16 @@ def run_protocol(
     preset: str | None = None,
     resume: bool = False,
     device: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Call the protocol function with the arguments it takes."""
+    """Call the protocol function with the arguments it takes, holding `out` (see `stars.rundir.run_folder`:
+    a folder with a result needs `resume` or `overwrite`; `ckpt` may not lie inside it)."""
+    with run_folder(out, resume=resume, overwrite=overwrite, inputs=[("--ckpt", ckpt)]):
+        return _run_protocol(protocol, ckpt=ckpt, data=data, out=out, cfg=cfg, target_data=target_data,
+                             preset=preset, resume=resume, device=device)
+
+
+def _run_protocol(protocol, *, ckpt, data, out, cfg, target_data, preset, resume, device) -> dict:
     if protocol == "transfer":
         if not target_data:
             raise ValueError("transfer needs --target-data (the dataset to evaluate on); --data is the source")
@@ -88,10 +102,12 @@ def run_protocol(
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=not is_random_init(args.ckpt))
+    evaluated = args.target_data if args.protocol == "transfer" else args.data
+    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=not is_random_init(args.ckpt),
+                         data=evaluated)
     metrics = run_protocol(
         args.protocol, ckpt=args.ckpt, data=args.data, out=args.out, cfg=cfg, target_data=args.target_data,
-        preset=args.preset, resume=args.resume, device=args.device,
+        preset=args.preset, resume=args.resume, device=args.device, overwrite=getattr(args, "overwrite", False),
     )
     if metrics:
         print(json.dumps({"protocol": args.protocol, "out": args.out, "metrics": metrics}, indent=2, default=str))

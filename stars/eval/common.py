@@ -32,7 +32,7 @@ from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, eval_loader
 from stars.data.npz import SkeletonSplit, read_header
 from stars.data.splits import validation_holdout
-from stars.io import write_json, write_run_info
+from stars.io import content_fingerprint, write_json, write_run_info
 from stars.models.checkpoint import (
     build_checkpoint,
     check_checkpoint_data,
@@ -43,6 +43,8 @@ from stars.models.checkpoint import (
     save_checkpoint,
 )
 from stars.models.encoder import SkeletonEncoder, encoder_preset
+from stars.precision import autocast
+from stars.rundir import run_folder
 from stars.train.data_fit import adapt_batch_size
 from stars.train.data_fit import report as report_adaptations
 from stars.train.engine import CHECKPOINT_NAME, OptimConfig, RunConfig, Trainer, unwrap
@@ -57,13 +59,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if isinstance(device, torch.device):
         return device
     return dist.pick_device(device or "auto")
-
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,11 +158,12 @@ def extract_features(
     *,
     feature_fn: FeatureFn | None = None,
     progress: bool = True,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features of every sample of a split, in file order.
 
-    Eval mode, no gradients, bf16 autocast on CUDA, centre crop (`crop` ratio, resized to the encoder's
-    frame count). feature_fn maps a batch x: (B, C, T, V, M) to (B, D) (default: `encoder(x)`, the mean
+    Eval mode, no gradients, `precision` (`stars.precision`: auto = bf16 autocast on CUDA), centre crop
+    (`crop` ratio, resized to the encoder's frame count). feature_fn maps a batch x: (B, C, T, V, M) to (B, D) (default: `encoder(x)`, the mean
     over persons and tokens after the final norm). -> (features (N, D) float32, labels (N,) int64).
     Only `encoder` is switched to eval mode (and restored afterwards); other modules that feature_fn
     uses must already be in the wanted mode.
@@ -189,13 +185,19 @@ def extract_features(
     features, labels = [], []
     try:
         for batch in tqdm(loader, desc="features", leave=False, disable=not progress, mininterval=2.0):
-            with _autocast(device):
+            with autocast(device, precision):
                 out = forward(batch["x"].to(device))
             features.append(out.float().cpu())
             labels.append(batch["y"].cpu())
     finally:
         encoder.train(was_training)
-    return torch.cat(features).numpy(), torch.cat(labels).numpy().astype(np.int64)
+    features = torch.cat(features).numpy()
+    if not np.isfinite(features).all():
+        bad = int(np.flatnonzero(~np.isfinite(features).all(1))[0])
+        raise FloatingPointError(
+            f"the encoder gives NaN or inf features (first at sample {bad}); no accuracy is computed from them"
+        )
+    return features, torch.cat(labels).numpy().astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,18 +252,20 @@ def write_result(
 
 @torch.no_grad()
 def evaluate_classifier(
-    model: nn.Module, data: DeviceSplit, crop: CropConfig, batch_size: int = 256, *, progress: bool = False
+    model: nn.Module, data: DeviceSplit, crop: CropConfig, batch_size: int = 256, *, progress: bool = False,
+    precision: str = "auto",
 ) -> tuple[float, np.ndarray]:
-    """Top-1 accuracy (%) and predictions (N,) of `model` on every sample of `data` (centre crop)."""
+    """Top-1 accuracy (%) and predictions (N,) of `model` on every sample of `data` (centre crop), under
+    `precision` (`stars.precision`); the argmax is taken on fp32 logits."""
     module = unwrap(model)
     was_training = module.training
     module.eval()
     predictions = []
     try:
         for batch in tqdm(eval_loader(data, batch_size, crop), desc="evaluate", leave=False, disable=not progress):
-            with _autocast(data.device):
+            with autocast(data.device, precision):
                 logits = module(batch["x"])
-            predictions.append(logits.argmax(dim=1).cpu())
+            predictions.append(logits.float().argmax(dim=1).cpu())
     finally:
         module.train(was_training)
     predicted = torch.cat(predictions).numpy().astype(np.int64)
@@ -340,21 +344,6 @@ class ClassifierTask:
     eval_batch_size: int = 256
 
 
-def _prepare_run_dir(out: Path, resume: bool) -> bool:
-    """-> whether to resume. A fresh start refuses to overwrite a run that has a checkpoint."""
-    checkpoint = out / CHECKPOINT_NAME
-    if resume and checkpoint.exists():
-        return True
-    if checkpoint.exists():
-        raise ValueError(
-            f"{out} already holds a run ({checkpoint.name}); pass --resume to continue it or choose another --out"
-        )
-    stale = out / "metrics.csv"
-    if stale.exists():  # a run that died before its first checkpoint
-        stale.unlink()
-    return False
-
-
 def fit_classifier(
     model: nn.Module,
     groups: list[dict],
@@ -384,7 +373,12 @@ def fit_classifier(
     info = dist.init_distributed(run.device)
     if run.batch_size % info.world_size:
         raise ValueError(f"batch_size {run.batch_size} is not divisible by {info.world_size} processes")
-    resume = _prepare_run_dir(out, resume)
+    with run_folder(out, resume=resume) as folder:
+        return _fit_classifier(model, groups, task, optim, run, out, info, config=config,
+                               label_smoothing=label_smoothing, resume=folder.resume, stop_after=stop_after)
+
+
+def _fit_classifier(model, groups, task, optim, run, out, info, *, config, label_smoothing, resume, stop_after):
     train_split, val_split = task.train, None
     if task.select == "val":
         train_idx, val_idx = validation_holdout(task.train.y, task.val_fraction, run.seed)
@@ -408,10 +402,14 @@ def fit_classifier(
         metrics: dict[str, float] = {}
         if dist.is_main_process():
             if val_data is not None:
-                metrics["val_top1"], _ = evaluate_classifier(module, val_data, task.crop, task.eval_batch_size)
+                metrics["val_top1"], _ = evaluate_classifier(
+                    module, val_data, task.crop, task.eval_batch_size, precision=run.precision
+                )
                 selection.update_val(metrics["val_top1"], epoch, module)
             if task.report_test_max:
-                metrics["test_top1"], _ = evaluate_classifier(module, test_data, task.crop, task.eval_batch_size)
+                metrics["test_top1"], _ = evaluate_classifier(
+                    module, test_data, task.crop, task.eval_batch_size, precision=run.precision
+                )
                 selection.update_test(metrics["test_top1"], epoch)
         return dist.broadcast_object(metrics)
 
@@ -419,10 +417,11 @@ def fit_classifier(
         model, groups, loader, classification_step(label_smoothing), optim, run, out, kind="classifier",
         config=dict(config), info=info, end_of_epoch=end_of_epoch, sync_batchnorm=True,
         checkpoint_extra=lambda: {"selection": selection.state_dict()},
+        data={"dataset_sha256": content_fingerprint(task.train.path)} if Path(task.train.path or "").is_file() else None,
     )
-    if resume:
+    if resume and (out / CHECKPOINT_NAME).exists():
         trainer.resume()
-        state = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+        state = load_checkpoint_file(out / CHECKPOINT_NAME)
         if "selection" not in state:
             raise ValueError(f"{out / CHECKPOINT_NAME}: no selection state; not a classifier run of this version")
         selection.load_state_dict(state["selection"])
@@ -443,7 +442,9 @@ def fit_classifier(
             ))
         else:
             evaluated = final_model
-        metrics["test_top1"], predictions = evaluate_classifier(evaluated, test_data, task.crop, task.eval_batch_size)
+        metrics["test_top1"], predictions = evaluate_classifier(
+            evaluated, test_data, task.crop, task.eval_batch_size, precision=run.precision
+        )
         metrics["selected_epoch"] = selected_epoch
         metrics["select"] = task.select
         if task.report_test_max:

@@ -11,8 +11,8 @@ Two classifiers, both computed on the device as a chunked matmul + top-k over th
 * `knn_weighted`: InstDisc-style weighted vote, each of the k neighbours adds `exp(similarity / T)` to
   its class; used by the official tuning monitor (k in {10, 20, 40}, T = 0.1).
 
-`run_knn` is the `stars eval knn` protocol; `knn_monitor` scores an encoder during stage-2 tuning on a
-held-out part of the TRAINING split (never the test split).
+`run_knn` is the `stars eval knn` protocol; `knn_monitor` scores an encoder during stage-2 tuning on the
+TRAINING split (leave-one-out inside a fixed subset, or a held-out part; never the test split).
 
 Baselines: `raw_coordinate_features` is the encoder's input without the encoder (the same centre crop,
 resized to the same frame count, flattened: the centred coordinates), and `raw_coordinate_knn` runs the
@@ -26,9 +26,11 @@ References: Wu et al. 2018 "Unsupervised feature learning via non-parametric ins
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,6 +47,7 @@ from stars.eval.common import (
     to_device_split,
     write_result,
 )
+from stars.precision import fp32_island
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class KNNConfig:
     query_chunk: int = 1024  # test samples per similarity matmul
     seed: int = 0  # random initialisation of the encoder when no --ckpt is given (kNN draws nothing)
     raw_baseline: bool = True  # also the same kNN on the raw centred coordinates (raw_* metrics)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # feature extraction (stars.precision); kNN itself is fp32
 
     def __post_init__(self) -> None:
         for name in ("ks_majority", "ks_weighted"):
@@ -81,10 +85,12 @@ class KNNOutcome:
 
     top1: k -> top-1 accuracy in percent.
     predictions: k -> (Q,) int64 predicted labels of the test samples.
+    k_used: k -> the number of neighbours actually used: min(k, training samples).
     """
 
     top1: dict[int, float]
     predictions: dict[int, np.ndarray]
+    k_used: dict[int, int] = field(default_factory=dict)
 
 
 def _features(values: ArrayLike, device: torch.device) -> torch.Tensor:
@@ -110,17 +116,32 @@ def _check_inputs(train_f, train_y, test_f, test_y) -> None:
 
 
 def nearest_neighbours(
-    bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 1024
+    bank: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 1024, exclude: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k cosine neighbours of every query in the bank (both already L2-normalised).
 
     bank: (N, D); queries: (Q, D) -> (similarities (Q, k), indices (Q, k)), ordered by decreasing
     similarity, equal similarities by increasing bank index (the first k of that total order).
+    exclude: (Q,) bank index that query q may not return (leave-one-out, the query's own entry), or None.
+    Computed in fp32 (float64 inputs in float64) even inside bf16 autocast.
     """
-    k = min(k, bank.shape[0])
+    with fp32_island(queries.device):  # similarities and top-k never in bf16, also under autocast
+        return _nearest_neighbours(bank, queries, k, chunk, exclude)
+
+
+def _nearest_neighbours(bank, queries, k, chunk, exclude):
+    k = min(k, bank.shape[0] - (1 if exclude is not None else 0))
+    if k < 1:
+        raise ValueError("kNN: the training bank has no sample besides the query itself")
+    if queries.dtype not in (torch.float32, torch.float64):
+        queries = queries.float()
+    bank = bank.to(queries.dtype)
     all_sims, all_idx = [], []
     for start in range(0, queries.shape[0], chunk):
         sims = queries[start : start + chunk] @ bank.T  # (B, N)
+        if exclude is not None:
+            own = exclude[start : start + chunk]
+            sims[torch.arange(len(own), device=sims.device), own] = float("-inf")
         values, indices = sims.topk(k, dim=1)
         # Rows with more candidates than k at the k-th similarity: take the first k of a stable sort.
         boundary = (sims >= values[:, -1:]).sum(dim=1) > k
@@ -152,20 +173,23 @@ def _prepare(train_f, train_y, test_f, test_y, device, num_classes):
     return bank, bank_y, queries, query_y, num_classes
 
 
-def _score(votes_fn, ks, bank, bank_y, queries, query_y, num_classes, chunk) -> KNNOutcome:
+def _score(votes_fn, ks, bank, bank_y, queries, query_y, num_classes, chunk, exclude=None) -> KNNOutcome:
     k_max = max(ks)
-    sims, idx = nearest_neighbours(bank, queries, k_max, chunk)
+    sims, idx = nearest_neighbours(bank, queries, k_max, chunk, exclude)
     neighbour_labels = bank_y[idx]  # (Q, k_max)
-    top1, predictions = {}, {}
+    top1, predictions, k_used = {}, {}, {}
     for k in ks:
-        k_eff = min(k, bank.shape[0])
+        k_eff = k_used[k] = min(k, idx.shape[1])
+        if k_eff < k:
+            warnings.warn(f"kNN: k={k} exceeds the {idx.shape[1]} training samples that can be neighbours; all "
+                          f"{k_eff} are used (reported as k{k}_used)", stacklevel=3)
         weights = votes_fn(sims[:, :k_eff])
         scores = torch.zeros(queries.shape[0], num_classes, dtype=weights.dtype, device=queries.device)
         scores.scatter_add_(1, neighbour_labels[:, :k_eff], weights)
         predicted = scores.argmax(dim=1)  # first maximum = smallest class label among tied classes
         predictions[k] = predicted.cpu().numpy().astype(np.int64)
         top1[k] = 100.0 * (predicted == query_y).double().mean().item() if len(query_y) else float("nan")
-    return KNNOutcome(top1=top1, predictions=predictions)
+    return KNNOutcome(top1=top1, predictions=predictions, k_used=k_used)
 
 
 def knn_majority(
@@ -208,10 +232,32 @@ def knn_weighted(
     )
 
 
+def knn_weighted_leave_one_out(
+    features: ArrayLike,
+    labels: ArrayLike,
+    ks: Sequence[int] = (10, 20, 40),
+    temperature: float = 0.1,
+    *,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    chunk: int = 1024,
+) -> KNNOutcome:
+    """Leave-one-out weighted kNN inside one set: features (N, D), labels (N,); sample i is classified by
+    its k nearest other samples (its own entry is excluded), so no sample has to be held out of training."""
+    if temperature <= 0:
+        raise ValueError(f"knn_weighted_leave_one_out: temperature must be > 0, got {temperature}")
+    bank, bank_y, queries, query_y, num_classes = _prepare(features, labels, features, labels, device, num_classes)
+    own = torch.arange(bank.shape[0], device=bank.device)
+    return _score(
+        lambda sims: torch.exp(sims / temperature), tuple(ks), bank, bank_y, queries, query_y, num_classes, chunk,
+        exclude=own,
+    )
+
+
 def knn_monitor(
     encoder: nn.Module,
     bank_split: SkeletonSplit,
-    query_split: SkeletonSplit,
+    query_split: SkeletonSplit | None,
     *,
     ks: Sequence[int] = (10, 20, 40),
     temperature: float = 0.1,
@@ -219,18 +265,27 @@ def knn_monitor(
     crop: float = 0.95,
     device: str | torch.device | None = None,
     feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Weighted-kNN accuracy for monitoring stage-2 tuning without touching the test split.
 
     bank_split / query_split: two disjoint parts of the TRAINING split (e.g. from
-    `stars.data.splits.validation_holdout`). feature_fn: maps a batch (N, C, T, V, M) to (N, D) features
+    `stars.data.splits.validation_holdout`); query_split None: leave-one-out inside bank_split (every sample
+    scored against the others, nothing held out of training). feature_fn: maps a batch (N, C, T, V, M) to (N, D) features
     (default: `encoder(x)`, the pooled representation; pass the projector output to mirror the official
     monitor). -> {"knn_k10": %, "knn_k20": %, ..., "knn_best": max over k}.
     """
     bank_f, bank_y = extract_features(encoder, bank_split, crop, batch_size, device, feature_fn=feature_fn,
-                                      progress=False)
+                                      progress=False, precision=precision)
+    if query_split is None:
+        outcome = knn_weighted_leave_one_out(
+            bank_f, bank_y, ks, temperature, num_classes=bank_split.num_classes, device=device
+        )
+        metrics = {f"knn_k{k}": acc for k, acc in outcome.top1.items()}
+        metrics["knn_best"] = max(outcome.top1.values())
+        return metrics
     query_f, query_y = extract_features(encoder, query_split, crop, batch_size, device, feature_fn=feature_fn,
-                                        progress=False)
+                                        progress=False, precision=precision)
     outcome = knn_weighted(
         bank_f, bank_y, query_f, query_y, ks, temperature,
         num_classes=max(bank_split.num_classes, query_split.num_classes), device=device,
@@ -313,8 +368,8 @@ def run_knn(
     device = resolve_device(device)
     encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed, data=data)
     train, test = load_split(data, "train"), load_split(data, "test")
-    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device)
-    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device)
+    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
+    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
     num_classes = max(train.num_classes, test.num_classes)
     outcomes = _outcomes(train_f, train_y, test_f, test_y, cfg, num_classes, device)
     metrics: dict[str, float] = {}
@@ -322,6 +377,8 @@ def run_knn(
     for name, outcome in outcomes.items():
         for k, acc in outcome.top1.items():
             metrics[f"{name}_k{k}"] = acc
+            if outcome.k_used[k] != k:
+                metrics[f"{name}_k{k}_used"] = outcome.k_used[k]
             np.save(out / f"predictions_{name}_k{k}.npy", outcome.predictions[k])
     np.save(out / "labels.npy", test_y)
     if cfg.raw_baseline:
@@ -336,5 +393,6 @@ def run_knn(
 
 __all__ = [
     "KNNConfig", "KNN_PRESETS", "KNNOutcome", "nearest_neighbours", "knn_majority", "knn_weighted",
-    "knn_monitor", "run_knn", "raw_coordinate_features", "raw_coordinate_knn", "below_raw_baseline",
+    "knn_weighted_leave_one_out", "knn_monitor", "run_knn", "raw_coordinate_features", "raw_coordinate_knn",
+    "below_raw_baseline",
 ]

@@ -19,6 +19,7 @@ from torch import nn
 
 from stars import dist
 from stars.methods.moco import frozen_copy, momentum_update
+from stars.precision import at_least_fp32, fp32_island
 
 
 def _all_reduce_(tensor: torch.Tensor, op: torch_dist.ReduceOp = torch_dist.ReduceOp.SUM) -> torch.Tensor:
@@ -42,7 +43,12 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, n_iteration
         raise ValueError(f"sinkhorn_knopp: teacher_logits must be (B, K), got {tuple(teacher_logits.shape)}")
     if n_iterations < 1:
         raise ValueError(f"sinkhorn_knopp: n_iterations must be >= 1, got {n_iterations}")
-    scores = teacher_logits.float() / temperature
+    with fp32_island(teacher_logits.device):
+        return _sinkhorn_knopp_fp32(at_least_fp32(teacher_logits), temperature, n_iterations)
+
+
+def _sinkhorn_knopp_fp32(teacher_logits: torch.Tensor, temperature: float, n_iterations: int) -> torch.Tensor:
+    scores = teacher_logits / temperature
     global_batch = scores.shape[0] * dist.get_world_size()
     num_prototypes = scores.shape[1]
     largest = _all_reduce_(scores.max().clone(), torch_dist.ReduceOp.MAX)
@@ -62,13 +68,14 @@ def koleo_loss(x: torch.Tensor) -> torch.Tensor:
     """
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"koleo_loss: need (B, D) with B >= 2 rows, got {tuple(x.shape)}")
-    x = F.normalize(x, dim=1, eps=1e-8)
-    with torch.no_grad():
-        inner = x @ x.T
-        inner.fill_diagonal_(float("-inf"))
-        nearest = inner.argmax(dim=1)
-    distances = torch.linalg.vector_norm(x - x[nearest], dim=1)
-    return -torch.log(distances + 1e-8).mean()
+    with fp32_island(x.device):  # the nearest-row choice and the log distance in fp32, also under autocast
+        x = F.normalize(at_least_fp32(x), dim=1, eps=1e-8)
+        with torch.no_grad():
+            inner = x @ x.T
+            inner.fill_diagonal_(float("-inf"))
+            nearest = inner.argmax(dim=1)
+        distances = torch.linalg.vector_norm(x - x[nearest], dim=1)
+        return -torch.log(distances + 1e-8).mean()
 
 
 def dino_cross_entropy(
@@ -85,8 +92,9 @@ def dino_cross_entropy(
         for student_index, logits in enumerate(student_logits):
             if student_index == teacher_index:
                 continue
-            log_probs = F.log_softmax(logits / student_temperature, dim=1)
-            total = total + (-(target * log_probs).sum(dim=1)).mean()
+            with fp32_island(logits.device):  # softmax over temperature-sharpened logits in fp32
+                log_probs = F.log_softmax(at_least_fp32(logits) / student_temperature, dim=1)
+                total = total + (-(at_least_fp32(target) * log_probs).sum(dim=1)).mean()
             pairs += 1
     if pairs == 0:
         raise ValueError("dino_cross_entropy: needs at least one (teacher view, other student view) pair")
@@ -134,8 +142,8 @@ def teacher_momentum_schedule(
 
 
 def _normalised_outputs(encoder: nn.Module, head: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
-    """L2-normalised head(encoder(view)) (B_v, K) per view; runs of consecutive equal-shape views are one batch
-    (exact for the per-sample encoder and linear head used here)."""
+    """L2-normalised head(encoder(view)) (B_v, K) per view, the head in fp32; runs of consecutive equal-shape
+    views are one batch (exact for the per-sample encoder and linear head used here)."""
     outputs: list[torch.Tensor] = []
     start = 0
     while start < len(views):
@@ -143,7 +151,9 @@ def _normalised_outputs(encoder: nn.Module, head: nn.Module, views: list[torch.T
         while end < len(views) and views[end].shape == views[start].shape:
             end += 1
         batch = torch.cat(views[start:end]) if end - start > 1 else views[start]
-        out = F.normalize(head(encoder(batch)), dim=1)
+        features = encoder(batch)
+        with fp32_island(features.device):  # the prototype scores (logits) in fp32, also under autocast
+            out = F.normalize(head(at_least_fp32(features)), dim=1)
         outputs.extend(out.split(views[start].shape[0]))
         start = end
     return outputs
@@ -173,6 +183,7 @@ class DINO(nn.Module):
         sinkhorn_iterations: int = 3,
         warmup_teacher_temperature: float = 0.04,
         teacher_temperature_warmup_steps: int = 0,
+        koleo_chunks: int = 0,
     ):
         super().__init__()
         if min(student_temperature, teacher_temperature, warmup_teacher_temperature) <= 0:
@@ -190,6 +201,11 @@ class DINO(nn.Module):
         self.teacher_temperature_warmup_steps = teacher_temperature_warmup_steps
         self.koleo_weight = koleo_weight
         self.sinkhorn_iterations = sinkhorn_iterations
+        if koleo_chunks < 0:
+            raise ValueError(f"DINO: koleo_chunks must be >= 0, got {koleo_chunks}")
+        # 0: one KoLeo term per global view; n > 0: the stacked global-view rows split into n chunks, one term
+        # each (official: 4 chunks of B/2 for 2 views, reference §5.9)
+        self.koleo_chunks = koleo_chunks
 
     def teacher_temperature_at(self, step: int) -> float:
         if step >= self.teacher_temperature_warmup_steps:
@@ -244,7 +260,11 @@ class DINO(nn.Module):
             )
             teacher_probs = list(targets.split(batch))
         dino_loss = dino_cross_entropy(student_outputs, teacher_probs, self.student_temperature)
-        koleo = sum(koleo_loss(student_outputs[index]) for index in range(len(global_views)))
+        if self.koleo_chunks:
+            stacked = torch.cat(student_outputs[: len(global_views)])
+            koleo = sum(koleo_loss(chunk) for chunk in stacked.chunk(self.koleo_chunks))
+        else:
+            koleo = sum(koleo_loss(student_outputs[index]) for index in range(len(global_views)))
         loss = dino_loss + self.koleo_weight * koleo
 
         with torch.no_grad():

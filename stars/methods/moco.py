@@ -14,6 +14,7 @@ from torch import nn
 
 from stars import dist
 from stars.methods.queue import FeatureQueue
+from stars.precision import at_least_fp32, fp32_island
 
 
 @torch.no_grad()
@@ -69,6 +70,7 @@ class MoCo(nn.Module):
         momentum: float = 0.999,
         exclude_own_negatives: bool = False,
         queue_generator: torch.Generator | None = None,
+        extra_pointer_advance: int = 0,
     ):
         super().__init__()
         for attribute in ("projector", "predictor"):
@@ -87,6 +89,11 @@ class MoCo(nn.Module):
         self.momentum = momentum
         # Official: every queue entry is a negative, including the sample's own key from an earlier epoch.
         self.exclude_own_negatives = exclude_own_negatives
+        # Official quirk, off by default: the processor moved the pointer again by the per-GPU batch (32)
+        # after every enqueue, leaving stale slots (reference §5.8).
+        if extra_pointer_advance < 0:
+            raise ValueError(f"MoCo: extra_pointer_advance must be >= 0, got {extra_pointer_advance}")
+        self.extra_pointer_advance = extra_pointer_advance
 
     @torch.no_grad()
     def update_teacher(self, momentum: float | None = None) -> None:
@@ -130,14 +137,16 @@ class MoCo(nn.Module):
             )
 
         negatives = self.queue.features.clone()  # (K, D); a copy, since enqueue below writes in place
-        positive_logits = (queries * keys).sum(dim=1, keepdim=True)  # (B, 1)
-        negative_logits = queries @ negatives.T  # (B, K)
-        if self.exclude_own_negatives:
-            own_entry = self.queue.ids.unsqueeze(0) == sample_ids.to(self.queue.ids.device).unsqueeze(1)
-            negative_logits = negative_logits.masked_fill(own_entry, float("-inf"))
-        logits = torch.cat([positive_logits, negative_logits], dim=1) / self.temperature
-        targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-        loss = F.cross_entropy(logits, targets)
+        with fp32_island(queries.device):  # logits and softmax in fp32, also under bf16 autocast
+            queries, keys = at_least_fp32(queries), at_least_fp32(keys)
+            positive_logits = (queries * keys).sum(dim=1, keepdim=True)  # (B, 1)
+            negative_logits = queries @ negatives.to(queries.dtype).T  # (B, K)
+            if self.exclude_own_negatives:
+                own_entry = self.queue.ids.unsqueeze(0) == sample_ids.to(self.queue.ids.device).unsqueeze(1)
+                negative_logits = negative_logits.masked_fill(own_entry, float("-inf"))
+            logits = torch.cat([positive_logits, negative_logits], dim=1) / self.temperature
+            targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+            loss = F.cross_entropy(logits, targets)
 
         with torch.no_grad():
             metrics = {
@@ -147,4 +156,6 @@ class MoCo(nn.Module):
             }
             if self.training:
                 self.queue.enqueue(dist.all_gather_no_grad(keys), dist.all_gather_no_grad(sample_ids))
+                if self.extra_pointer_advance:
+                    self.queue.ptr.copy_((self.queue.ptr + self.extra_pointer_advance) % self.queue.size)
         return loss, metrics

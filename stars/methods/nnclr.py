@@ -15,6 +15,15 @@ from torch import nn
 
 from stars import dist
 from stars.methods.queue import FeatureQueue
+from stars.precision import at_least_fp32, fp32_island
+
+
+def nnclr_logits(neighbours: torch.Tensor, predictions: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """neighbours (B, D), predictions (G, D) -> (B, G) logits <neighbours_i, predictions_j> / temperature,
+    computed in fp32 also under bf16 autocast (`stars.precision`); the neighbours are constants."""
+    with fp32_island(predictions.device):
+        predictions = at_least_fp32(predictions)
+        return neighbours.detach().to(predictions.dtype) @ predictions.T / temperature
 
 
 def nnclr_loss(
@@ -26,6 +35,7 @@ def nnclr_loss(
     predictions: (G, D) L2-normalised predictions of the other view for the global batch (rank-major, G >= B).
     offset: position of this process's first sample in `predictions` (rank * B).
     Returns the mean over i of -log softmax_j(<neighbours_i, predictions_j> / temperature)[offset + i].
+    Logits and softmax are computed in fp32, also under bf16 autocast (`stars.precision`).
     """
     if neighbours.ndim != 2 or predictions.ndim != 2 or neighbours.shape[1] != predictions.shape[1]:
         raise ValueError(
@@ -38,9 +48,10 @@ def nnclr_loss(
             f"nnclr_loss: rows offset..offset+B = {offset}..{offset + batch} outside the "
             f"{predictions.shape[0]} predictions"
         )
-    logits = neighbours.detach() @ predictions.T / temperature  # (B, G)
+    logits = nnclr_logits(neighbours, predictions, temperature)  # (B, G), fp32
     targets = torch.arange(offset, offset + batch, device=logits.device)
-    return F.cross_entropy(logits, targets)
+    with fp32_island(logits.device):
+        return F.cross_entropy(logits, targets)
 
 
 class NNCLR(nn.Module):
@@ -135,12 +146,12 @@ class NNCLR(nn.Module):
         loss1 = nnclr_loss(neighbours0, all_predictions1, self.temperature, offset)
         loss = (loss0 + loss1) / 2
 
-        with torch.no_grad():
+        with torch.no_grad(), fp32_island(view1.device):
             targets = torch.arange(offset, offset + batch, device=view1.device)
-            hits0 = (neighbours1 @ all_predictions0.T).argmax(dim=1) == targets
-            hits1 = (neighbours0 @ all_predictions1.T).argmax(dim=1) == targets
+            hits0 = nnclr_logits(neighbours1, all_predictions0).argmax(dim=1) == targets
+            hits1 = nnclr_logits(neighbours0, all_predictions1).argmax(dim=1) == targets
             similarity = torch.cat(
-                [(projection0 * neighbours0).sum(dim=1), (projection1 * neighbours1).sum(dim=1)]
+                [(at_least_fp32(projection0) * neighbours0).sum(dim=1), (at_least_fp32(projection1) * neighbours1).sum(dim=1)]
             )
             metrics = {
                 "loss": loss.detach(),

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stars.precision import at_least_fp32, fp32_island
+
 
 class FeatureQueue(nn.Module):
     """A queue of `size` embeddings of width `dim`, kept as buffers (saved in the state dict, never trained).
@@ -59,12 +61,16 @@ class FeatureQueue(nn.Module):
         z: (B, dim); sample_ids: (B,) dataset indices of the queries, or None for no exclusion.
         topk = 0 takes the most similar entry; topk = k > 0 picks uniformly among the k most similar ones.
         Returns (neighbours (B, dim), a copy of the chosen rows (later enqueues do not change it); indices (B,) into the queue).
+        The similarities and the selection run in fp32 even under bf16 autocast (`stars.precision`): near-tied
+        neighbours would otherwise be picked by rounding.
         """
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise ValueError(f"FeatureQueue.nearest: z must be (B, {self.dim}), got {tuple(z.shape)}")
         if topk < 0 or topk > self.size:
             raise ValueError(f"FeatureQueue.nearest: topk must be in [0, {self.size}], got {topk}")
-        similarity = z.detach().to(self.features.dtype) @ self.features.T  # (B, size)
+        with fp32_island(z.device):
+            bank = at_least_fp32(self.features)
+            similarity = z.detach().to(bank.dtype) @ bank.T  # (B, size)
         if sample_ids is not None:
             if sample_ids.shape != (z.shape[0],):
                 raise ValueError(

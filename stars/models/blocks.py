@@ -7,6 +7,9 @@ and MAMP encoders. Attention runs through `torch.nn.functional.scaled_dot_produc
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,6 +59,21 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+_EXPLICIT_ATTENTION = False
+
+
+@contextlib.contextmanager
+def explicit_attention() -> Iterator[None]:
+    """Inside this block every `Attention` computes softmax(q k^T * scale) v with explicit matrix products
+    (the official code's way) instead of the fused kernel: the reference path of `stars bench`."""
+    global _EXPLICIT_ATTENTION
+    previous, _EXPLICIT_ATTENTION = _EXPLICIT_ATTENTION, True
+    try:
+        yield
+    finally:
+        _EXPLICIT_ATTENTION = previous
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over all tokens of a sequence.
 
@@ -78,7 +96,10 @@ class Attention(nn.Module):
         batch, length, dim = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)  # each (B, H, L, head_dim)
-        attended = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
+        if _EXPLICIT_ATTENTION:
+            attended = ((query @ key.transpose(-2, -1)) * self.scale).softmax(dim=-1) @ value
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
         return self.proj(attended.transpose(1, 2).reshape(batch, length, dim))
 
 

@@ -88,7 +88,31 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: expected a dict at the top level of the checkpoint, got {type(obj).__name__}"
         )
+    bad = first_non_finite(obj)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: tensor {bad} holds NaN or inf values; the weights are unusable (take an earlier checkpoint)"
+        )
     return obj
+
+
+def first_non_finite(obj: Any, prefix: str = "") -> str | None:
+    """Dotted name of the first floating-point tensor in a (nested) checkpoint with a NaN or inf, or None."""
+    if isinstance(obj, torch.Tensor):
+        if (obj.is_floating_point() or obj.is_complex()) and not bool(torch.isfinite(obj).all()):
+            return prefix.rstrip(".") or "<tensor>"
+        return None
+    if isinstance(obj, Mapping):
+        items = obj.items()
+    elif isinstance(obj, list | tuple):
+        items = enumerate(obj)
+    else:
+        return None
+    for key, value in items:
+        found = first_non_finite(value, f"{prefix}{key}.")
+        if found is not None:
+            return found
+    return None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -299,9 +323,10 @@ def encoder_config_from_checkpoint(
     return encoder_config_from_state(extract_encoder_state(obj), num_heads=num_heads)
 
 
-def data_record(layout: SkeletonLayout, num_persons: int, dataset: str = "") -> dict[str, Any]:
-    """What a checkpoint says about its training data: `{"layout": layout.to_dict(), "num_persons", "dataset"}`."""
-    return {"layout": layout.to_dict(), "num_persons": int(num_persons), "dataset": str(dataset)}
+def data_record(layout: SkeletonLayout, num_persons: int) -> dict[str, Any]:
+    """What a checkpoint says about its training data's skeletons (stored in its `data` entry beside the
+    dataset fingerprint): `{"layout": layout.to_dict(), "num_persons": M}`."""
+    return {"layout": layout.to_dict(), "num_persons": int(num_persons)}
 
 
 def check_checkpoint_data(

@@ -13,6 +13,7 @@ an epoch boundary ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -30,9 +31,36 @@ from tqdm import tqdm
 from stars import dist
 from stars.config import to_dict
 from stars.io import MetricsCSV, atomic_torch_save
+from stars.precision import autocast_dtype, set_full_fp32
 
 CHECKPOINT_NAME = "checkpoint-last.pt"
 FINAL_NAME = "final.pt"
+# config fields (by name, at any depth) that may change on resume without changing what the run learns
+RESUME_VOLATILE = ("progress", "device", "checkpoint_every", "compile")
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot continue this run: another kind, another config or other data."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}
+
+
+def config_changes(before: Any, after: Any, ignore: tuple[str, ...] = RESUME_VOLATILE) -> dict[str, list]:
+    """Dotted key -> [before, after] for every field of two config (or data) dicts that both have and that
+    differs (a field only one side has comes from another version of the code and is not compared)."""
+    old, new = _flatten(before or {}), _flatten(after or {})
+    return {
+        key: [old[key], new[key]]
+        for key in sorted(set(old) & set(new))
+        if key.rsplit(".", 1)[-1] not in ignore and old[key] != new[key]
+    }
 
 
 @dataclass(frozen=True)
@@ -47,13 +75,14 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05  # used by groups that do not set their own
     momentum: float = 0.9  # SGD only
-    clip_grad: float = 0.0  # global L2 norm; 0 = no clipping
+    clip_grad: float = 0.0  # max L2 norm of the gradients; 0 = no clipping
+    clip_mode: Literal["global", "per-parameter"] = "global"  # per-parameter: each tensor clipped alone (official STARS)
 
     def __post_init__(self) -> None:
-        if self.lr < 0 or self.min_lr < 0:
-            raise ValueError("learning rates must be >= 0")
-        if self.warmup_epochs < 0:
-            raise ValueError("warmup_epochs must be >= 0")
+        for name in ("lr", "min_lr", "warmup_epochs", "weight_decay", "momentum", "clip_grad"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -64,8 +93,8 @@ class RunConfig:
     batch_size: int = 128  # global batch, split evenly over processes
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:1
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False  # torch.compile the model
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (stars.precision)
+    compile: bool = False  # torch.compile every transformer block in place (regional compilation)
     checkpoint_every: int = 20  # epochs between checkpoints (and always at the end)
     progress: bool = True
 
@@ -99,7 +128,10 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
         group.setdefault("weight_decay", cfg.weight_decay)
         group["lr"] = cfg.lr * group["lr_scale"]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        try:  # one fused kernel for every parameter (CUDA, and the CPU in recent PyTorch): same update rule
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
@@ -109,6 +141,48 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
+
+
+def compile_regions(model: nn.Module) -> list[str]:
+    """torch.compile every transformer `Block` of `model` in place; -> the compiled module names.
+
+    The compiled regions are the blocks (nearly all of the arithmetic): pure tensor code with no
+    collective, no data-dependent branch and no host synchronisation, so they compile without graph
+    breaks, and the compiled code of one block serves them all (one compilation, not one per block).
+    Everything that must stay eager stays outside: the all-gathers of the contrastive losses, the queue
+    look-ups with their checks, the losses. Compiling in place keeps parameter names (and checkpoint
+    keys) unchanged. Call it before wrapping the model in DistributedDataParallel.
+    """
+    from stars.models.blocks import Block
+
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, Block):
+            module.compile()
+            names.append(name)
+    return names
+
+
+def wrap_model(model: nn.Module, device: torch.device, distributed: bool, *, compile: bool = False,
+               sync_batchnorm: bool = True) -> nn.Module:
+    """The module the training loop calls: compiled regions first, then (in a process group, as under
+    torchrun) SyncBatchNorm on CUDA and DistributedDataParallel around the whole model, so the
+    collectives of DDP and of the losses stay outside the compiled code."""
+    if compile:
+        compile_regions(model)
+    if not distributed:
+        return model
+    module = model
+    if sync_batchnorm and device.type == "cuda":
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    elif sync_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        warnings.warn(
+            "SyncBatchNorm needs CUDA: BatchNorm statistics are per process in this CPU run",
+            stacklevel=3,
+        )
+    return nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+    )
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -134,6 +208,8 @@ class Trainer:
     after_step(model, global_step): optional, e.g. a teacher's momentum update.
     end_of_epoch(model, epoch) -> metrics: optional, e.g. a KNN monitor.
     config: the resolved run config, stored in every checkpoint.
+    data: what the run learns from (dataset and initial weights with their content fingerprints),
+        stored in every checkpoint; `resume` refuses a checkpoint whose config or data differ.
     """
 
     def __init__(
@@ -153,6 +229,7 @@ class Trainer:
         end_of_epoch: Callable[[nn.Module, int], dict[str, float]] | None = None,
         sync_batchnorm: bool = True,
         checkpoint_extra: Callable[[], dict] | None = None,
+        data: dict[str, Any] | None = None,
     ):
         self.info = info or dist.DistInfo(0, 0, 1, dist.pick_device(run.device))
         self.device = self.info.device
@@ -161,29 +238,19 @@ class Trainer:
         self.kind, self.config = kind, config
         self.step_fn, self.after_step, self.end_of_epoch = step, after_step, end_of_epoch
         self.checkpoint_extra = checkpoint_extra
+        self.data = dict(data or {})
+        self.resume_changes: dict[str, list] = {}
         self.loader = loader
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(groups, optim)
-        self.module = self.model
-        if self.info.world_size > 1:
-            if sync_batchnorm and self.device.type == "cuda":
-                self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
-            elif sync_batchnorm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-                warnings.warn(
-                    "SyncBatchNorm needs CUDA: BatchNorm statistics are per process in this CPU run",
-                    stacklevel=2,
-                )
-            self.module = nn.parallel.DistributedDataParallel(
-                self.module,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
-            )
-        if run.compile:
-            self.module = torch.compile(self.module)
-        use_bf16 = run.precision == "bf16" or (run.precision == "auto" and self.device.type == "cuda")
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.module = wrap_model(self.model, self.device, dist.is_distributed(), compile=run.compile,
+                                 sync_batchnorm=sync_batchnorm)
+        self.autocast_dtype = autocast_dtype(run.precision, self.device)
+        if run.precision == "fp32":
+            set_full_fp32(self.device)  # no TF32 either: fp32 end to end
         self.metrics = MetricsCSV(self.run_dir / "metrics.csv")
         self.start_epoch = 0
+        self.last_saved_epoch: int | None = None
         self.should_stop = False  # set by end_of_epoch to end training early (e.g. on convergence)
         self.epoch_row: dict[str, float] = {}
 
@@ -195,7 +262,8 @@ class Trainer:
             "model": unwrap(self.module).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": epoch,
-            "config": to_dict(self.config) if self.config is not None else {},
+            "config": self._config_dict(),
+            "data": self.data,
             "world_size": self.info.world_size,
         }
         if self.checkpoint_extra is not None:
@@ -207,25 +275,50 @@ class Trainer:
             return
         state = self.state(epoch)
         atomic_torch_save(state, self.run_dir / CHECKPOINT_NAME)
+        self.last_saved_epoch = epoch
         if final:
             atomic_torch_save(
                 {k: v for k, v in state.items() if k != "optimizer"}, self.run_dir / FINAL_NAME
             )
 
-    def resume(self, path: str | Path | None = None) -> int:
-        """Load model, optimiser and epoch from `path` (default: the run's last checkpoint)."""
-        from stars.models.checkpoint import load_checkpoint_file
+    def _config_dict(self) -> dict:
+        if self.config is None:
+            return {}
+        return json.loads(json.dumps(to_dict(self.config) if not isinstance(self.config, dict) else self.config,
+                                     default=str))
+
+    def resume(self, path: str | Path | None = None, *, allow_changed: bool = False) -> int:
+        """Load model, optimiser and epoch from `path` (default: the run's last checkpoint).
+
+        Refuses (ResumeError naming every difference) a checkpoint of another kind, or one whose config
+        (except RESUME_VOLATILE fields) or data differ from this run's, unless `allow_changed`; the
+        differences are then kept in `resume_changes` for the run's records. Nothing is written here."""
+        from stars.models.checkpoint import CheckpointError, load_checkpoint_file
 
         path = Path(path) if path is not None else self.run_dir / CHECKPOINT_NAME
-        state = load_checkpoint_file(path)  # weights_only; clear errors naming the file
+        state = load_checkpoint_file(path)  # weights_only; clear errors naming the file; finite tensors
         if not isinstance(state, dict) or state.get("format") != "stars" or "optimizer" not in state:
-            raise ValueError(f"{path}: not a resumable stars checkpoint")
+            raise ResumeError(f"{path}: not a resumable stars checkpoint")
         if state.get("kind") != self.kind:
-            raise ValueError(f"{path}: checkpoint of a {state.get('kind')!r} run, this run is {self.kind!r}")
-        unwrap(self.module).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch = int(state["epoch"])
-        self.metrics.truncate(self.start_epoch)
+            raise ResumeError(f"{path}: checkpoint of a {state.get('kind')!r} run, this run is {self.kind!r}")
+        changes = config_changes(state.get("config"), self._config_dict())
+        changes.update({f"data.{k}": v for k, v in config_changes(state.get("data"), self.data, ()).items()})
+        if changes and not allow_changed:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:6])
+            more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
+            raise ResumeError(
+                f"{path}: the run differs from the checkpoint's: {shown}{more}; resume with the same data and "
+                "config, or pass --allow-changed to continue anyway (both are recorded in run.json)"
+            )
+        try:
+            unwrap(self.module).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"{path}: does not fit this run's model or optimiser: {str(err).splitlines()[0]}"
+            ) from err
+        self.start_epoch = self.last_saved_epoch = int(state["epoch"])
+        self.resume_changes = changes
         return self.start_epoch
 
     # --- loop --------------------------------------------------------------------------------
@@ -244,6 +337,8 @@ class Trainer:
                 f"the training split gives no full batch of {run.batch_size}; lower batch_size"
             )
         history = []
+        if dist.is_main_process():
+            self.metrics.truncate(self.start_epoch)  # rows of epochs after the checkpoint are redone
         for epoch in range(self.start_epoch, end_epoch):
             seed_epoch(run.seed, epoch, self.info.rank)
             self.loader.set_epoch(epoch)
@@ -265,7 +360,11 @@ class Trainer:
                 loss.backward()
                 if optim.clip_grad > 0:
                     params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-                    torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
+                    if optim.clip_mode == "per-parameter":
+                        for param in params:
+                            torch.nn.utils.clip_grad_norm_(param, optim.clip_grad)
+                    else:
+                        torch.nn.utils.clip_grad_norm_(params, optim.clip_grad)
                 self.optimizer.step()
                 if self.after_step is not None:
                     self.after_step(unwrap(self.module), epoch * steps_per_epoch + it)
@@ -279,10 +378,12 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             elapsed = time.perf_counter() - start
             if not math.isfinite(float(totals["loss"])):  # one check per epoch instead of a sync per step
-                raise FloatingPointError(
-                    f"{self.kind}: the loss became non-finite in epoch {epoch}; last good checkpoint: "
-                    f"{self.run_dir / CHECKPOINT_NAME}"
-                )
+                last = self.run_dir / CHECKPOINT_NAME
+                where = (f"the last checkpoint ({last}, epoch {self.last_saved_epoch}) is from before it; "
+                         "lower optim.lr or enable optim.clip_grad and rerun with --resume --allow-changed"
+                         if self.last_saved_epoch is not None else
+                         "no checkpoint was written; lower optim.lr or enable optim.clip_grad and start again with --overwrite")
+                raise FloatingPointError(f"{self.kind}: the loss became non-finite in epoch {epoch}; {where}")
             row = {"epoch": epoch, **{k: float(v) / max(count, 1) for k, v in totals.items()}}
             row["lr"] = lr
             row["seq_per_s"] = seen * self.info.world_size / max(elapsed, 1e-9)

@@ -23,11 +23,13 @@ from stars.config import apply_overrides, to_dict
 from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
 from stars.data.npz import SkeletonSplit, load_split, read_header
-from stars.io import write_run_info
+from stars.io import content_fingerprint, resume_history, write_run_info
 from stars.methods.param_groups import pretrain_param_groups
 from stars.models.checkpoint import data_record
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig
 from stars.models.mamp import MAMPConfig, MaskedMotionModel
+from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
+from stars.rundir import run_folder
 from stars.train.data_fit import (
     adapt_batch_size,
     adapt_min_crop_length,
@@ -43,6 +45,8 @@ class PretrainConfig:
     """Everything a stage-1 run depends on; written to RUN_DIR/config.yaml and into checkpoints."""
 
     method: str = "mamp"  # mamp | mae
+    # per-dataset released settings (stars.recipes): auto = from the dataset file name; none = off
+    dataset_preset: str = "auto"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     mamp: MAMPConfig = field(default_factory=MAMPConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, min_lr=5e-4, warmup_epochs=20.0))
@@ -53,6 +57,9 @@ class PretrainConfig:
     adapt_to_data: bool = True  # shrink batch / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
+        if self.dataset_preset != "auto" and self.dataset_preset not in DATASET_RECIPES:
+            raise ValueError(f"dataset_preset must be auto or one of {sorted(DATASET_RECIPES)}, "
+                             f"got {self.dataset_preset!r}")
         if self.method not in ("mamp", "mae"):
             raise ValueError(f"method must be mamp or mae, got {self.method!r}")
 
@@ -105,16 +112,35 @@ def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
     return cfg, report([batch_note, crop_note], where)
 
 
+def resolve_pretrain_config(method: str, preset: str, data: str | Path | None, overrides=()) -> PretrainConfig:
+    """Method and size preset, then the dataset's recipe (`stars.recipes`: decoder depth and motion-aware
+    tau per dataset), then the user's overrides; `dataset_preset` holds the recipe used."""
+    base = pretrain_preset(method, preset)
+    requested = apply_overrides(base, overrides).dataset_preset
+    name = resolve_dataset_preset(requested, data)
+    cfg = apply_overrides(base, recipe_overrides(name, "pretrain", method, preset))
+    return dataclasses.replace(apply_overrides(cfg, overrides), dataset_preset=name)
+
+
 def _mamp_step(model, batch):
     loss, _, mask = model(batch["x"])
     return loss, {"masked_fraction": mask.float().mean()}
 
 
 def run_pretraining(
-    cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: bool = False
+    cfg: PretrainConfig, data: str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+    allow_changed: bool = False,
 ) -> Path:
-    """Train, checkpoint and return the path of the final checkpoint (RUN_DIR/final.pt)."""
+    """Train, checkpoint and return the path of the final checkpoint (RUN_DIR/final.pt).
+
+    An `out` that holds a run needs `resume` (continue it; a changed config or dataset is refused
+    unless `allow_changed`) or `overwrite`; see `stars.rundir.run_folder`."""
     out = Path(out)
+    with run_folder(out, resume=resume, overwrite=overwrite) as folder:
+        return _pretrain(cfg, data, out, folder.resume, allow_changed)
+
+
+def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, allow_changed: bool) -> Path:
     info = dist.init_distributed(cfg.run.device)
     world = info.world_size
     if cfg.run.batch_size % world:
@@ -137,11 +163,6 @@ def run_pretraining(
     )
     torch.manual_seed(cfg.run.seed)
     model = MaskedMotionModel(cfg.encoder, cfg.mamp)
-    if dist.is_main_process():
-        write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
-                       num_train=len(split), layout=split.layout.name, num_persons=split.num_persons,
-                       adapted_to_data=adapted)
-    record = data_record(split.layout, split.num_persons, str(data))
     trainer = Trainer(
         model,
         pretrain_param_groups(model, weight_decay=cfg.optim.weight_decay),
@@ -153,22 +174,31 @@ def run_pretraining(
         kind=cfg.method,
         config=cfg,
         info=info,
-        checkpoint_extra=lambda: {"data": record},
+        data={"dataset_sha256": content_fingerprint(data), **data_record(split.layout, split.num_persons)},
     )
+    resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        epoch = trainer.resume(allow_changed=allow_changed)  # validated before anything is written
+        resumes = resume_history(out, epoch, trainer.resume_changes)
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
+                       num_train=len(split), data=trainer.data, resumes=resumes, adapted_to_data=adapted)
     trainer.fit()
     return out / FINAL_NAME
 
 
 def main(args) -> int:
-    cfg = pretrain_preset(args.method, args.preset)
     overrides = list(args.overrides)
     check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
-    cfg = apply_overrides(cfg, overrides)
-    path = run_pretraining(cfg, args.data, args.out, resume=args.resume)
+    cfg = resolve_pretrain_config(args.method, args.preset, args.data, overrides)
+    if dist.is_main_process():
+        recipe = recipe_overrides(cfg.dataset_preset, "pretrain", cfg.method, args.preset)
+        print(f"dataset preset: {cfg.dataset_preset} {recipe}; decoder depth {cfg.mamp.decoder_depth}, "
+              f"tau {cfg.mamp.motion_aware_tau}, epochs {cfg.run.epochs}", flush=True)
+    path = run_pretraining(cfg, args.data, args.out, resume=args.resume, overwrite=getattr(args, "overwrite", False),
+                           allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
         print(f"final checkpoint: {path}")
         print(f"config: {to_dict(cfg)['run']}")

@@ -8,7 +8,8 @@ predictor, 32,768-entry queue without self-neighbours, hard nearest neighbour, s
 0.07 over the global batch; head, final norm and the second half of the blocks tuned with
 lr = 1e-3 * alpha^(depth - i) (alpha 0.45), everything else frozen (no gradients); AdamW (0.9, 0.95)
 with weight decay 0.05 actually applied (not on 1-D parameters), constant lr, gradient clipping at 3
-(global norm), 10 epochs, global batch 128, no augmentation (full-length views, as released).
+(global norm), 10 epochs, global batch 128, no augmentation (full-length views, as released), trained
+on the whole training split.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from stars.data.layouts import SkeletonLayout
 from stars.data.npz import SkeletonSplit, load_split, read_header
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
-from stars.io import atomic_torch_save, write_run_info
+from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
 from stars.methods.dino import DINO, teacher_momentum_schedule
 from stars.methods.mamp_nnclr import DECODER_PREFIXES, MAMPNNCLR, MaskedMotionEncoder
 from stars.methods.moco import MoCo
@@ -43,8 +44,10 @@ from stars.models.checkpoint import (
     load_encoder,
 )
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
-from stars.models.heads import ProjectorPredictor
+from stars.models.heads import ProjectorPredictor, stars_weights_init
 from stars.models.mamp import MAMPConfig
+from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
+from stars.rundir import run_folder
 from stars.train.data_fit import (
     adapt_batch_size,
     adapt_min_crop_length,
@@ -56,6 +59,7 @@ from stars.train.data_fit import (
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
+WORKFLOWS = ("one-step", "two-step")
 MIRROR_ROTATE = AugmentConfig(mirror=True, main_axis_rotation=True)
 
 
@@ -64,6 +68,12 @@ class TuneConfig:
     """A stage-2 run. Method-specific fields are ignored by the other methods only where stated."""
 
     method: str = "stars"
+    # per-dataset released settings (stars.recipes): auto = from the dataset file name; none = off
+    dataset_preset: str = "auto"
+    # one-step: partial tuning from stage 1 (the README's merged config); two-step: `head_epochs` of
+    # head-only training on the frozen encoder, then partial tuning with head and queue carried over
+    # (the released second + third stage configs; Appendix A's STARS-3stage)
+    workflow: str = "one-step"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # used without --init; else from the checkpoint
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, min_lr=1e-3, warmup_epochs=0.0, schedule="constant",
@@ -83,43 +93,80 @@ class TuneConfig:
     topk: int = 0  # 0 = hard nearest neighbour
     projector_hidden: int = 4096
     momentum: float = 0.999  # MoCo teacher EMA
+    moco_extra_pointer_advance: int = 0  # official quirk: 32 (the per-GPU batch), a second pointer move per step
+    teacher_head_init: str = "copy"  # MoCo / DINO: copy of the student head | independent (official re-init)
     # DINO (Table 2)
     dino_out_dim: int = 128
     student_temperature: float = 0.1
     teacher_temperature: float = 0.04
     teacher_momentum: float = 0.996
     koleo_weight: float = 0.1
+    koleo_chunks: int = 0  # 0 = one term per global view; official: 4 (its chunk-count bug)
+    # teacher momentum cosine over this phase's real steps (0), or, as officially, over this many steps read
+    # from step `steps per epoch` on (official: 20 epochs x 1,252 NTU-60 XSub single-GPU steps = 25,040)
+    teacher_momentum_span: int = 0
     local_views: int = 0  # student-only temporal crops of local_interval of the valid frames
     local_interval: tuple[float, float] = (0.4, 0.8)
     # MAMP + NNCLR (Table 4)
     mamp_weight: float = 1.0
     mamp: MAMPConfig = field(default_factory=MAMPConfig)
-    # STARS-3stage (Appendix A): head-only phase before partial tuning
+    # two-step workflow: the head-only phase before partial tuning (released second stage: 20 epochs)
     head_epochs: int = 20
     head_converge_tol: float = 0.0  # stop the head phase when the epoch loss improves by less (relative); 0 = off
-    # KNN monitor on a held-out part of the TRAINING split (never the test split)
+    # KNN monitor, never on the test split. select=last: leave-one-out weighted KNN inside a fixed,
+    # class-stratified `monitor_fraction` of the training split, which is still trained on in full (as
+    # officially). select=monitor: that part is held out of training and scored against the rest.
     monitor_fraction: float = 0.1
     monitor_every: int = 1  # epochs; 0 = off
-    select: str = "last"  # last | monitor (the epoch best on the held-out training part)
+    # last | monitor (the epoch best on the held-out training part) | test (the official selection: the
+    # epoch with the best test-split KNN; implies report_test_max; test-set selection, so labelled as such)
+    select: str = "last"
+    # the official selection signal, as an extra labelled column: weighted KNN (k 10/20/40) of the test
+    # split against the whole training split after every epoch -> test_knn_* in metrics.csv and
+    # test_knn_max_over_epochs in test_max.json; it selects only with select=test
+    report_test_max: bool = False
+    # features of the KNN monitors: pooled encoder output, or the L2-normalised projector output (the
+    # official monitor's feature for NNCLR / MoCo partial tuning; DINO has no projector and stays pooled)
+    monitor_feature: str = "pooled"
+    # AdamW weight decay on >=2-D weights only ("matrices"), or on every optimised parameter ("all"; the
+    # official processors passed no weight_decay, so PyTorch's 0.01 applied to everything)
+    weight_decay_scope: str = "matrices"
     adapt_to_data: bool = True  # shrink batch / queue / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.select not in ("last", "monitor"):
-            raise ValueError(f"select must be last or monitor, got {self.select!r}")
+        if self.dataset_preset != "auto" and self.dataset_preset not in DATASET_RECIPES:
+            raise ValueError(f"dataset_preset must be auto or one of {sorted(DATASET_RECIPES)}, "
+                             f"got {self.dataset_preset!r}")
+        if self.workflow not in WORKFLOWS:
+            raise ValueError(f"workflow must be one of {WORKFLOWS}, got {self.workflow!r}")
+        if self.select not in ("last", "monitor", "test"):
+            raise ValueError(f"select must be last, monitor or test, got {self.select!r}")
+        if self.teacher_head_init not in ("copy", "independent"):
+            raise ValueError(f"teacher_head_init must be copy or independent, got {self.teacher_head_init!r}")
+        if self.monitor_feature not in ("pooled", "projection"):
+            raise ValueError(f"monitor_feature must be pooled or projection, got {self.monitor_feature!r}")
+        if self.weight_decay_scope not in ("matrices", "all"):
+            raise ValueError(f"weight_decay_scope must be matrices or all, got {self.weight_decay_scope!r}")
         if not 0.0 <= self.monitor_fraction < 1.0:
             raise ValueError("monitor_fraction must be in [0, 1)")
 
 
 def tune_preset(method: str = "stars", preset: str = "paper") -> TuneConfig:
-    """Method defaults (Tables 2, 5, 6) combined with a size preset (paper, small, tiny)."""
+    """Method defaults (Tables 2, 5, 6 and the released configs) combined with a size preset (paper, small,
+    tiny). MoCo and DINO (docs/reproduction.md lists each choice with its source): batch size 32 per GPU on
+    4 GPUs = 128 global (read as for NNCLR), the released two-step workflow (20 head-only epochs, then
+    partial tuning with alpha 0.45: 10 epochs MoCo, 20 DINO), mirroring and rotation (Tables 2 and 6)."""
     cfg = TuneConfig(method=method)
-    if method == "moco":  # Table 6
-        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, run=dataclasses.replace(cfg.run, batch_size=32))
-    elif method == "dino":  # Table 2
-        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, alpha=0.45,
-                                  run=dataclasses.replace(cfg.run, batch_size=32))
+    if method == "stars-3stage":  # Appendix A = the released second + third stage
+        cfg = dataclasses.replace(cfg, workflow="two-step")
+    elif method == "moco":  # Table 6; mocotuning_* configs
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, workflow="two-step", head_epochs=20,
+                                  run=dataclasses.replace(cfg.run, epochs=10))
+    elif method == "dino":  # Table 2; dinotuning_* configs
+        cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, alpha=0.45, workflow="two-step", head_epochs=20,
+                                  run=dataclasses.replace(cfg.run, epochs=20))
     elif method == "nnclr":  # Table 5: from scratch, every parameter trained
         cfg = dataclasses.replace(cfg, augment=MIRROR_ROTATE, crop_interval=(0.5, 1.0), alpha=1.0,
                                   tuned_blocks="all", tune_embeddings=True,
@@ -142,6 +189,16 @@ def tune_preset(method: str = "stars", preset: str = "paper") -> TuneConfig:
             head_epochs=1,
         )
     raise ValueError(f"unknown preset {preset!r}; choose paper, small or tiny")
+
+
+def resolve_tune_config(method: str, preset: str, data: str | Path | None, overrides=()) -> TuneConfig:
+    """Method and size preset, then the dataset's recipe (`stars.recipes`, from the file name unless
+    `dataset_preset` is overridden), then the user's overrides; `dataset_preset` holds the recipe used."""
+    base = tune_preset(method, preset)
+    requested = apply_overrides(base, overrides).dataset_preset
+    name = resolve_dataset_preset(requested, data)
+    cfg = apply_overrides(base, recipe_overrides(name, "tune", method, preset))
+    return dataclasses.replace(apply_overrides(cfg, overrides), dataset_preset=name)
 
 
 # --- model construction ----------------------------------------------------------------------------
@@ -199,13 +256,15 @@ def build_model(cfg: TuneConfig, init: str | None, split: SkeletonSplit | None =
     generator = torch.Generator().manual_seed(cfg.run.seed)
     if cfg.method == "dino":
         model = DINO(encoder, out_dim=cfg.dino_out_dim, student_temperature=cfg.student_temperature,
-                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight)
+                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight,
+                     koleo_chunks=cfg.koleo_chunks)
         heads = [model.head]
     else:
         head = ProjectorPredictor(dim, hidden_dim=cfg.projector_hidden, out_dim=dim)
         common = dict(queue_size=cfg.queue_size, temperature=cfg.temperature, queue_generator=generator)
         if cfg.method == "moco":
-            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum, **common)
+            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum,
+                         extra_pointer_advance=cfg.moco_extra_pointer_advance, **common)
         elif cfg.method == "mamp-nnclr":
             model = MAMPNNCLR(encoder, head, mamp_weight=cfg.mamp_weight, topk=cfg.topk, **common)
         else:
@@ -218,6 +277,10 @@ def build_model(cfg: TuneConfig, init: str | None, split: SkeletonSplit | None =
                 model.queue.features.copy_(queue)
                 model.queue.ptr.fill_(int(ptr))
                 model.queue.ids.copy_(ids)
+    if cfg.teacher_head_init == "independent" and hasattr(model, "teacher_head"):
+        # official: weights_init ran after the teacher copy, so the teacher head is its own random draw
+        with torch.no_grad():
+            model.teacher_head.apply(stars_weights_init)
     return model, heads, encoder
 
 
@@ -232,6 +295,9 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
     also = ("joints_embed", "temp_embed", "pos_embed") if (cfg.tune_embeddings and not head_only) else ()
     groups = partial_tuning_groups(encoder, heads, cfg.optim.lr, alpha=cfg.alpha, tuned_blocks=blocks,
                                    weight_decay=cfg.optim.weight_decay, also_tune=also)
+    if cfg.weight_decay_scope == "all":  # official: AdamW's decay on every optimised parameter
+        for group in groups:
+            group["weight_decay"] = cfg.optim.weight_decay
     if cfg.method == "mamp-nnclr" and not head_only:
         decoder = [(n, p) for n, p in encoder.named_parameters() if n.startswith(DECODER_PREFIXES)]
         for _, p in decoder:
@@ -240,7 +306,8 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
             chosen = [(n, p) for n, p in decoder if (p.ndim >= 2 and not n.endswith(".bias")) == decays]
             groups.append({"params": [p for _, p in chosen], "param_names": [n for n, _ in chosen],
                            "lr_scale": 1.0, "lr": cfg.optim.lr, "name": name,
-                           "weight_decay": cfg.optim.weight_decay if decays else 0.0})
+                           "weight_decay": cfg.optim.weight_decay if decays or cfg.weight_decay_scope == "all"
+                           else 0.0})
     return groups
 
 
@@ -263,23 +330,35 @@ def _step_fn(cfg: TuneConfig):
 
 
 def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | Path, *,
-               resume: bool = False) -> Path:
-    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor)."""
+               resume: bool = False, overwrite: bool = False, allow_changed: bool = False) -> Path:
+    """Tune and return the selected checkpoint (RUN_DIR/final.pt, or best.pt with select=monitor).
+
+    `out` may not contain `init`; an `out` that holds a run needs `resume` (a changed config, dataset or
+    init is refused unless `allow_changed`) or `overwrite`; see `stars.rundir.run_folder`."""
     out = Path(out)
     if cfg.method != "nnclr" and init is None:
         raise ValueError(f"tune {cfg.method}: --init (a stage-1 checkpoint) is required")
+    with run_folder(out, resume=resume, overwrite=overwrite, inputs=[("--init", init)]) as folder:
+        return _tune(cfg, init, data, out, folder.resume, allow_changed)
+
+
+def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume: bool,
+          allow_changed: bool) -> Path:
     info = dist.init_distributed(cfg.run.device)
     world = info.world_size
     if cfg.run.batch_size % world:
         raise ValueError(f"global batch {cfg.run.batch_size} is not divisible by {world} processes")
     split = load_split(data, "train")
-    monitor_parts = None
+    monitor_parts = None  # (bank, queries); queries None = leave-one-out inside the bank
+    train_split = split  # the whole training split, as the official runs, unless select=monitor holds out
     if cfg.monitor_every > 0 and cfg.monitor_fraction > 0:
         keep, held = validation_holdout(split.y, cfg.monitor_fraction, seed=cfg.run.seed)
-        train_split = split.subset(keep)
-        monitor_parts = (train_split, split.subset(held))
-    else:
-        train_split = split
+        if cfg.select == "monitor":
+            train_split = split.subset(keep)
+            monitor_parts = (train_split, split.subset(held))
+        else:
+            monitor_parts = (split.subset(held), None)
+    test_split = load_split(data, "test") if (cfg.report_test_max or cfg.select == "test") else None
     cfg, adapted = fit_to_data(cfg, train_split, world, str(data))
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
     model, heads, encoder = build_model(cfg, init, split)
@@ -304,52 +383,68 @@ def run_tuning(cfg: TuneConfig, init: str | None, data: str | Path, out: str | P
         rank=info.rank,
         world_size=world,
     )
-    if dist.is_main_process():
-        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
-                       world_size=world, num_train=len(train_split),
-                       num_monitor=len(monitor_parts[1]) if monitor_parts else 0,
-                       encoder=dataclasses.asdict(enc_cfg), layout=split.layout.name,
-                       num_persons=split.num_persons, adapted_to_data=adapted)
-    record = data_record(split.layout, split.num_persons, str(data))
+    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None,
+               **data_record(split.layout, split.num_persons)}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
-
-    after_step = None
-    if cfg.method == "dino":
-        # the loader's real steps per epoch (data size, global batch, world size); the official code
-        # hard-coded NTU-60 XSub on one GPU
-        schedule = teacher_momentum_schedule(cfg.run.epochs, len(loader), base=cfg.teacher_momentum, final=1.0)
-
-        def after_step(module, step):  # noqa: F811 - DINO teacher EMA after every optimiser step
-            module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+    after_step = _teacher_update(cfg, cfg.run.epochs, len(loader))
 
     best = {"value": -1.0}
 
-    def monitor(module, epoch):
-        if monitor_parts is None or (epoch + 1) % cfg.monitor_every:
-            return {}
-        metrics = knn_monitor(module.encoder, monitor_parts[0], monitor_parts[1], device=info.device)
-        if cfg.select == "monitor" and metrics["knn_best"] > best["value"] and dist.is_main_process():
-            best["value"] = metrics["knn_best"]
+    def save_best(epoch):
+        if dist.is_main_process():
             state = {k: v for k, v in trainer.state(epoch + 1).items() if k != "optimizer"}
             atomic_torch_save(state, out / "best.pt")
-        return {f"monitor_{k}": v for k, v in metrics.items()}
 
-    if cfg.method == "stars-3stage":
+    def monitor(module, epoch):
+        row = {}
+        feature_fn = monitor_features(module, cfg.monitor_feature)
+        if test_split is not None:  # the official (test-set) signal
+            test = knn_monitor(module.encoder, split, test_split, device=info.device, feature_fn=feature_fn,
+                               precision=cfg.run.precision)
+            row.update({f"test_{k}": v for k, v in test.items()})
+            if cfg.select == "test" and test["knn_best"] > best["value"]:
+                best["value"] = test["knn_best"]
+                save_best(epoch)
+        if monitor_parts is None or (epoch + 1) % cfg.monitor_every:
+            return row
+        metrics = knn_monitor(module.encoder, monitor_parts[0], monitor_parts[1], device=info.device,
+                              feature_fn=feature_fn, precision=cfg.run.precision)
+        if cfg.select == "monitor" and metrics["knn_best"] > best["value"]:
+            best["value"] = metrics["knn_best"]
+            save_best(epoch)
+        row.update({f"monitor_{k}": v for k, v in metrics.items()})
+        return row
+
+    if cfg.workflow == "two-step":
         head_dir = out / "head"
         if not (head_dir / FINAL_NAME).exists():
-            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume)
-        state = torch.load(head_dir / FINAL_NAME, map_location="cpu", weights_only=True)
+            _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
+                        data_id)
+        state = load_checkpoint_file(head_dir / FINAL_NAME)
         model.load_state_dict(state["model"])
 
     groups = param_groups(cfg, model, heads, encoder)
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, cfg.run, out, kind=kind, config=config,
-                      info=info, after_step=after_step, end_of_epoch=monitor,
-                      checkpoint_extra=lambda: {"data": record})
+                      info=info, after_step=after_step, end_of_epoch=monitor, data=data_id)
+    resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        epoch = trainer.resume(allow_changed=allow_changed)  # validated before anything is written
+        resumes = resume_history(out, epoch, trainer.resume_changes)
+        column = {"test": "test_knn_best", "monitor": "monitor_knn_best"}.get(cfg.select)
+        scores = [float(r[column]) for r in trainer.metrics.rows() if r.get(column)] if column else []
+        best["value"] = max(scores, default=-1.0)  # best.pt already holds that epoch
+    if dist.is_main_process():
+        write_run_info(out, cfg, info.device, dataset=str(data), init=str(init), seed=cfg.run.seed,
+                       world_size=world, num_train=len(train_split),
+                       num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
+                       monitor="none" if monitor_parts is None else (
+                           "held-out" if monitor_parts[1] is not None else "leave-one-out"),
+                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes, adapted_to_data=adapted)
     trainer.fit()
-    if cfg.select == "monitor" and (out / "best.pt").exists():
+    if test_split is not None and dist.is_main_process():
+        write_test_max(out)
+    if cfg.select in ("monitor", "test") and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
 
@@ -372,8 +467,57 @@ def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
     return cfg, report([batch_note, queue_note, crop_note], where)
 
 
-def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume) -> None:
-    """Appendix A, phase 2: train only the head (and fill the queue) on the frozen encoder."""
+def monitor_features(module, kind: str):
+    """The KNN monitors' feature function: None (pooled encoder output) or the L2-normalised projector output
+    of models that have one (NNCLR, MoCo, MAMP + NNCLR; the head must already be in eval mode)."""
+    projector = getattr(getattr(module, "head", None), "projector", None)
+    if kind == "pooled" or projector is None:
+        return None
+    return lambda x: torch.nn.functional.normalize(projector(module.encoder(x)), dim=1)
+
+
+def write_test_max(out: Path) -> dict[str, float]:
+    """RUN_DIR/test_max.json from the per-epoch test KNN columns of metrics.csv: for every k the maximum
+    over epochs and its epoch, and `test_knn_max_over_epochs` (max over k and epochs, the official number)."""
+    import pandas as pd
+
+    from stars.io import write_json
+
+    rows = pd.read_csv(out / "metrics.csv")
+    columns = [c for c in rows.columns if c.startswith("test_knn_k")]
+    summary: dict[str, float] = {}
+    for column in columns + ["test_knn_best"]:
+        best = int(rows[column].idxmax())
+        summary[f"{column}_max_over_epochs"] = float(rows[column].iloc[best])
+        summary[f"{column}_max_epoch"] = int(rows["epoch"].iloc[best])
+    summary["test_knn_max_over_epochs"] = summary.pop("test_knn_best_max_over_epochs")
+    summary["test_knn_max_epoch"] = summary.pop("test_knn_best_max_epoch")
+    write_json(out / "test_max.json", summary)
+    return summary
+
+
+def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
+    """DINO: the teacher EMA after every optimiser step, momentum on a cosine schedule over this phase's real
+    steps (data size, global batch, world size; the official code hard-coded NTU-60 XSub on one GPU)."""
+    if cfg.method != "dino":
+        return None
+    if cfg.teacher_momentum_span:  # the official schedule: fixed length, epoch counter starting at 1
+        schedule = teacher_momentum_schedule(1, cfg.teacher_momentum_span, base=cfg.teacher_momentum, final=1.0)
+        offset = steps_per_epoch
+    else:
+        schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+        offset = 0
+
+    def after_step(module, step):
+        module.update_teacher(float(schedule[min(offset + step, len(schedule) - 1)]))
+
+    return after_step
+
+
+def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
+                data_id) -> None:
+    """Two-step workflow, first step (Appendix A phase 2, the released second stage): train only the head
+    (and fill the queue) on the frozen encoder."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
     run = dataclasses.replace(cfg.run, epochs=cfg.head_epochs)
     losses: list[float] = []
@@ -387,24 +531,29 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
                 trainer.should_stop = True
         return {}
 
-    trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind="stars-head",
-                      config=config, info=info, end_of_epoch=converge)
+    trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind=f"{kind}-head",
+                      config=config, info=info, end_of_epoch=converge,
+                      after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)), data=data_id)
     if resume and (head_dir / CHECKPOINT_NAME).exists():
-        trainer.resume()
+        trainer.resume(allow_changed=allow_changed)
     trainer.fit()
 
 
 def main(args) -> int:
-    cfg = tune_preset(args.method, args.preset)
     overrides = list(args.overrides)
     check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
-    cfg = apply_overrides(cfg, overrides)
-    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume)
+    cfg = resolve_tune_config(args.method, args.preset, args.data, overrides)
+    if dist.is_main_process():
+        recipe = recipe_overrides(cfg.dataset_preset, "tune", cfg.method, args.preset)
+        print(f"dataset preset: {cfg.dataset_preset} {recipe}; workflow {cfg.workflow}, alpha {cfg.alpha}, "
+              f"lr {cfg.optim.lr}, epochs {cfg.run.epochs}, global batch {cfg.run.batch_size}", flush=True)
+    path = run_tuning(cfg, args.init, args.data, args.out, resume=args.resume,
+                      overwrite=getattr(args, "overwrite", False), allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
         print(f"selected checkpoint: {path}")
     return 0
 
 
-__all__ = ["TuneConfig", "tune_preset", "run_tuning", "build_model", "param_groups"]
+__all__ = ["TuneConfig", "tune_preset", "resolve_tune_config", "run_tuning", "build_model", "param_groups"]
