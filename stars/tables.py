@@ -1,5 +1,5 @@
 """What the table and figure notebooks share: the encoders they compare, the evaluations they read, and
-the paper's numbers that appear in more than one table.
+and the paper's numbers (read from stars/paper_numbers.yaml).
 
 Every encoder of the paper's comparisons has exactly one recipe here (stage, method, the encoder it
 starts from), so two notebooks asking for "STARS on xsub" reach the same `Experiment` cache entry and
@@ -21,6 +21,7 @@ STARS tuning run, not the MAMP run it starts from). The evaluations use the prot
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from stars.config import ConfigError
 
@@ -68,33 +70,39 @@ EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
 ROLE_TITLES = {"xsub": "XSub", "xview": "XView", "fewshot": "few-shot",
                "transfer_source": "transfer source", "transfer_target": "transfer target"}
 
-# Top-1 (%) on NTU-60 from the STARS README (reference §7; linear / finetune: maximum over epochs) and,
-# for MAMP, the MAMP README (linear, finetune) and supplementary Table 4 (KNN k = 1).
-PAPER_HEADLINE: dict[str, dict[str, dict[str, float]]] = {
-    "MAMP": {"linear": {"xsub": 85.0, "xview": 89.0}, "knn_k1": {"xsub": 63.1, "xview": 80.3},
-             "finetune": {"xsub": 93.0, "xview": 97.5}},
-    "STARS": {"linear": {"xsub": 87.1, "xview": 90.9}, "knn_k1": {"xsub": 79.9, "xview": 88.6},
-              "finetune": {"xsub": 93.0, "xview": 97.5}},
-}
-
-# KNN k = 1 on NTU-60 (supplementary Tables 4 and 7).
-PAPER_KNN_K1: dict[str, dict[str, float]] = {
-    "MAMP": {"xsub": 63.1, "xview": 80.3},
-    "STARS": {"xsub": 79.9, "xview": 88.6},
-    "MAMP+NNCLR": {"xsub": 74.6, "xview": 86.5},
-    "MAE": {"xsub": 44.1, "xview": 43.7},
-    "STARS-MAE": {"xsub": 53.5, "xview": 55.2},
-}
+PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.yaml"
 
 
-def paper_value(table: Mapping[str, Any], *keys: Any) -> float:
-    """table[k1][k2]...: a paper number, or NaN when the paper does not report it."""
-    value: Any = table
+@functools.cache
+def paper_numbers() -> dict[str, Any]:
+    """Every number of the paper that a table compares with: stars/paper_numbers.yaml, section -> {source,
+    metric, values}. Read once per process; the only place the numbers are written."""
+    with open(PAPER_NUMBERS) as handle:
+        return yaml.safe_load(handle)
+
+
+def paper_section(name: str) -> dict[str, Any]:
+    """One section of paper_numbers.yaml ({"source", "metric", "values" or "pairs"}); unknown names fail."""
+    numbers = paper_numbers()
+    if name not in numbers:
+        raise ConfigError(f"{PAPER_NUMBERS.name} has no section {name!r}; it has {sorted(numbers)}")
+    return numbers[name]
+
+
+def paper_value(section: str, *keys: Any) -> float:
+    """paper_numbers.yaml[section]["values"][k1][k2]...: a paper number, or NaN when the paper does not
+    report it (`paper_value("table09_batch_size", 64)` -> 78.3)."""
+    value: Any = paper_section(section)["values"]
     for key in keys:
         if not isinstance(value, Mapping) or key not in value:
             return NAN
         value = value[key]
     return float(value)
+
+
+def paper_source(section: str) -> str:
+    """Where the numbers of a section are printed, for a table's notes: "Paper: <source>."."""
+    return f"Paper: {paper_section(section)['source']}."
 
 
 def role_title(role: str) -> str:
@@ -134,6 +142,35 @@ def metric(result: Mapping[str, Any], key: str) -> float:
             f"it has {sorted(metrics)}"
         )
     return float(metrics[key])
+
+
+RAW_BASELINE, RANDOM_BASELINE = "raw coordinates", "random init"
+
+
+def knn_baselines(exp, dataset: str = "xsub", key: str = "majority_k1") -> dict[str, float]:
+    """The two baselines beside every encoder in a KNN table: the same KNN on a random-init encoder of the
+    profile's size (`--ckpt random`) and on the raw centred coordinates (the encoder's input, no encoder;
+    reported by every KNN evaluation as `raw_<key>`). -> {"random init": %, "raw coordinates": %}."""
+    random = evaluation(exp, "knn", None, dataset)
+    return {RANDOM_BASELINE: metric(random, key), RAW_BASELINE: metric(random, f"raw_{key}")}
+
+
+def below_baseline_note(table: pd.DataFrame, column: str, baselines: Mapping[str, Mapping[str, float]],
+                        label_columns: tuple[str, ...] = ("method", "dataset")) -> str:
+    """A sentence naming every row of `table` whose `column` is below the raw-coordinate baseline of its
+    dataset (`baselines`: dataset title -> `knn_baselines(...)`), or "" when none is. Rows of the
+    baselines themselves are skipped."""
+    below = []
+    for _, row in table.iterrows():
+        if row.get("method") in (RAW_BASELINE, RANDOM_BASELINE):
+            continue
+        raw = baselines.get(row.get("dataset"), {}).get(RAW_BASELINE)
+        if raw is not None and np.isfinite(row[column]) and row[column] < raw:
+            name = " ".join(str(row[c]) for c in label_columns if c in row)
+            below.append(f"{name} ({row[column]:.1f} < {raw:.1f})")
+    if not below:
+        return ""
+    return f"Below the raw-coordinate baseline ({column}): {'; '.join(below)}."
 
 
 def semi_key(fraction: float, statistic: str) -> str:
@@ -185,7 +222,7 @@ def tsne_panels(result: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.nda
 
 
 __all__ = [
-    "NAN", "EncoderRecipe", "ENCODERS", "EVAL_DEFAULTS", "ROLE_TITLES", "PAPER_HEADLINE", "PAPER_KNN_K1",
-    "paper_value", "role_title", "encoder_checkpoint", "evaluation", "metric", "semi_key", "run_folder",
+    "NAN", "EncoderRecipe", "ENCODERS", "EVAL_DEFAULTS", "ROLE_TITLES", "PAPER_NUMBERS", "paper_numbers",
+    "paper_section", "paper_value", "paper_source", "role_title", "encoder_checkpoint", "evaluation", "metric", "semi_key", "run_folder",
     "training_seconds", "class_names", "tsne_panels",
 ]

@@ -61,3 +61,27 @@ def test_random_init_takes_the_data_layout(tmp_path):
                for a, b in zip(encoder.parameters(), again.parameters(), strict=True))
     with pytest.raises(ValueError):
         load_encoder_for_eval("random", "nonexistent", "cpu", data=path)
+
+
+def test_tables_report_the_baselines_and_name_encoders_below_raw():
+    import pandas as pd
+
+    from stars.tables import below_baseline_note, knn_baselines
+
+    class FakeExperiment:  # records what the table helper asks for
+        calls = []
+
+        def evaluate(self, protocol, ckpt, dataset, **overrides):
+            self.calls.append((protocol, ckpt, dataset))
+            return {"protocol": "knn", "metrics": {"majority_k1": 38.0, "raw_majority_k1": 85.5}}
+
+    exp = FakeExperiment()
+    baselines = {"XSub": knn_baselines(exp, "xsub")}
+    assert exp.calls == [("knn", None, "xsub")]  # the random-init encoder of the profile
+    assert baselines["XSub"] == {"random init": 38.0, "raw coordinates": 85.5}
+    table = pd.DataFrame([{"method": "MAMP", "dataset": "XSub", "KNN k=1": 40.0},
+                          {"method": "STARS", "dataset": "XSub", "KNN k=1": 90.0},
+                          {"method": "random init", "dataset": "XSub", "KNN k=1": 38.0}])
+    note = below_baseline_note(table, "KNN k=1", baselines)
+    assert note == "Below the raw-coordinate baseline (KNN k=1): MAMP XSub (40.0 < 85.5)."
+    assert below_baseline_note(table.iloc[1:], "KNN k=1", baselines) == ""
