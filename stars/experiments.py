@@ -8,26 +8,31 @@ A profile fixes the data and the sizes of every run:
     paper  NTU-60/120 and PKU-MMD npz files from a folder (DATA), the paper's hyperparameters; GPU
 
 Stage-1 and stage-2 checkpoints shared by several tables are trained once: every run lives in
-`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes the resolved config, the dataset
-file and the initial checkpoint. A changed parameter changes the key of that run and of the runs
-that start from it, and of nothing else. Interrupted runs resume from their last checkpoint.
+`<cache>/<profile>/<stage>-<method>-<key>/`, where `key` hashes CACHE_VERSION, the resolved config
+and the contents (SHA-256) of the dataset file and the initial checkpoint. A changed parameter changes
+the key of that run and of the runs that start from it, and of nothing else. A run is complete when its
+`final.pt` / `metrics.json` exists (both written atomically, last); an interrupted run resumes from its
+last checkpoint. Each run folder is locked while it is checked and trained: a second notebook that
+needs the same run waits for it instead of training it twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stars.config import ConfigError
+from stars.io import content_fingerprint, content_sha256, write_json
 from stars.results import RESULTS_ROOT, write_figure, write_table
+from stars.rundir import RunLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("smoke", "demo", "real", "paper")
@@ -46,21 +51,23 @@ class Profile:
     semi_runs: int = 5
     description: str = ""
     prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
+    env: dict[str, tuple[str, ...]] = field(default_factory=dict)  # STARS_OVERRIDES, applied last per scope
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
     from stars.data.synthetic import prepare_synthetic
 
     small = name == "smoke"
-    # smoke: a few hundred short sequences; demo: the generator's default, 40 subjects x 20 classes x 3 views
-    # (2400 sequences, 1200 per XSub side)
-    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120} if small else {}
+    # smoke: 600 sequences of at most 120 frames, stored at T = 120 (a 43 MB file instead of 108 MB at T = 300,
+    # read by every run); demo: the generator's default, 40 subjects x 20 classes x 3 views (2400 sequences,
+    # 1200 per XSub side)
+    options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120, "max_length": 120} if small else {}
     folder = root / ("synthetic-smoke" if small else "synthetic-demo")
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
 
     def prepare() -> None:
-        if not (xsub.exists() and xview.exists()):
-            prepare_synthetic(folder, seed=0, **options)
+        prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options}, [xsub, xview],
+                     lambda: prepare_synthetic(folder, seed=0, **options))
 
     datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
     if small:
@@ -96,43 +103,125 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
 
 
 def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
-    """Resolve a profile; `data` is the folder holding the npz files (real, paper)."""
+    """Resolve a profile; `data` is the folder holding the npz files (real, paper). `STARS_OVERRIDES`
+    (see `env_overrides`) adds overrides to its runs."""
+    return _with_env_overrides(_profile(name, data, cache_root))
+
+
+def _profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     cache_root = cache_root or default_cache_root()
     if name in ("smoke", "demo"):
+        if data:
+            raise ConfigError(f"profile {name!r} runs on the embedded synthetic dataset and does not read "
+                              f"data={str(data)!r}; drop it, or use profile real or paper for your own data")
         return _synthetic_profile(name, cache_root / "data")
     if not data:
         raise ConfigError(f"profile {name!r} needs DATA: the folder with the dataset files")
     folder = Path(data)
     if name == "paper":
-        datasets = {
-            "xsub": folder / "NTU60_XSub.npz", "xview": folder / "NTU60_XView.npz",
-            "fewshot": folder / "NTU120_XSub.npz",
-            "transfer_source": folder / "NTU60_XSub.npz", "transfer_target": folder / "PKUv2_XSub.npz",
-        }
-        missing = [str(p) for k, p in datasets.items() if k in ("xsub", "xview") and not p.exists()]
-        if missing:
-            raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare`)")
-        return Profile(name=name, preset="paper", datasets={k: str(v) for k, v in datasets.items()},
-                       description="NTU RGB+D / PKU-MMD, paper hyperparameters")
+        return _paper_profile(folder)
     # real: prepare NW-UCLA / UTD-MHAD from raw folders once, in the layout shared by both (Kinect v1 order)
     from stars.data.real import prepare_nw_ucla, prepare_utd_mhad
 
     out = cache_root / "data" / "real"
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
 
+    def make() -> None:
+        prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
+        prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+
     def prepare() -> None:
-        if not utd.exists():
-            prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
-        if not ucla.exists():
-            prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+        prepare_once(out, {"raw": str(folder.resolve()), "layout": "kinect_v1_20"}, [utd, ucla], make)
 
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
-    return Profile(name=name, preset="paper", datasets=datasets, pretrain=("encoder.num_joints=20",),
-                   tune=("encoder.num_joints=20",), prepare=prepare,
+    return Profile(name=name, preset="paper", datasets=datasets, prepare=prepare,  # 20 joints: from the files
                    description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
+
+
+PREPARED_STAMP = ".stars-prepared.json"
+
+
+def prepare_once(folder: Path, stamp: dict[str, Any], outputs: list[Path], make) -> None:
+    """Run `make()` to write `outputs` into `folder` unless they exist and were made from `stamp` (the raw
+    folder and options): data made from another raw folder or with other options is made again. Holds the
+    folder's lock, so one notebook prepares and the others wait for it."""
+    marker = folder / PREPARED_STAMP
+    with RunLock(folder, wait=True):
+        try:
+            made_from = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            made_from = None
+        if made_from == json.loads(json.dumps(stamp)) and all(path.exists() for path in outputs):
+            return
+        make()
+        write_json(marker, stamp)
+
+
+def _paper_profile(folder: Path) -> Profile:
+    """NTU-60 XSub / XView, NTU-120 XSub and PKU-MMD II XSub under their official names in `folder`, the
+    paper's hyperparameters with each dataset's released recipe (chosen from the file names, stars.recipes),
+    and the released code's behaviour wherever it differs from our defaults (`PAPER_SWITCHES`,
+    docs/reproduction.md)."""
+    from stars.recipes import PAPER_SWITCHES
+
+    files = {"xsub": "NTU60_XSub.npz", "xview": "NTU60_XView.npz", "ntu120": "NTU120_XSub.npz",
+             "pku": "PKUv2_XSub.npz", "fewshot": "NTU120_XSub.npz", "transfer_source": "NTU60_XSub.npz",
+             "transfer_target": "PKUv2_XSub.npz"}
+    datasets = {role: folder / file for role, file in files.items()}
+    missing = sorted({str(path) for path in datasets.values() if not path.exists()})
+    if missing:
+        raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare ntu60`, "
+                          "`ntu120` and `pku2`)")
+    evaluation = {scope: items for scope, items in PAPER_SWITCHES.items() if scope not in ("pretrain", "tune")}
+    return Profile(name="paper", preset="paper", datasets={k: str(v) for k, v in datasets.items()},
+                   pretrain=PAPER_SWITCHES["pretrain"], tune=PAPER_SWITCHES["tune"], evaluation=evaluation,
+                   description="NTU RGB+D 60/120 and PKU-MMD II, the released recipes (docs/reproduction.md)")
+
+
+OVERRIDES_ENV = "STARS_OVERRIDES"
+
+
+def env_overrides(text: str | None = None) -> tuple[str | None, dict[str, tuple[str, ...]]]:
+    """Parse `STARS_OVERRIDES` (or `text`): whitespace-separated `SCOPE:KEY=VALUE` items applied to every run
+    of that scope in any profile, after the profile's and the notebook's own values (SCOPE = pretrain, tune
+    or an evaluation protocol), and optionally `preset=NAME` to change the profile's size preset.
+    -> (preset or None, {scope: items}).
+
+    Example, the paper profile on small files in minutes: `STARS_OVERRIDES="preset=tiny pretrain:run.epochs=1
+    tune:run.epochs=1 tune:head_epochs=1 linear:epochs=1 finetune:epochs=1 semi:finetune.epochs=1"`.
+    """
+    from stars.eval.cli import PROTOCOLS
+
+    text = os.environ.get(OVERRIDES_ENV, "") if text is None else text
+    preset, scoped = None, {}
+    for item in text.split():
+        scope, sep, assignment = item.partition(":")
+        if not sep:
+            key, eq, value = item.partition("=")
+            if key != "preset" or not eq or value not in ("paper", "small", "tiny"):
+                raise ConfigError(f"{OVERRIDES_ENV}: {item!r} is neither SCOPE:KEY=VALUE nor preset=paper|small|tiny")
+            preset = value
+            continue
+        if scope not in ("pretrain", "tune", *PROTOCOLS) or "=" not in assignment:
+            raise ConfigError(f"{OVERRIDES_ENV}: {item!r} is not SCOPE:KEY=VALUE with SCOPE one of pretrain, tune, "
+                              f"{', '.join(sorted(PROTOCOLS))}")
+        scoped.setdefault(scope, []).append(assignment)
+    return preset, {scope: tuple(items) for scope, items in scoped.items()}
+
+
+def _with_env_overrides(profile: Profile) -> Profile:
+    """The profile with `STARS_OVERRIDES` recorded: its size preset, and its scoped items, which every run
+    of that scope applies after the notebook's own values (`Experiment._overrides`)."""
+    preset, scoped = env_overrides()
+    if preset is None and not scoped:
+        return profile
+    return dataclasses.replace(
+        profile, preset=preset or profile.preset, env=scoped,
+        description=f"{profile.description}; {OVERRIDES_ENV}={os.environ.get(OVERRIDES_ENV, '')}",
+    )
 
 
 def default_cache_root() -> Path:
@@ -140,46 +229,70 @@ def default_cache_root() -> Path:
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size + hash of the first and last 4 MiB: cheap, and changes when a dataset is regenerated.
-    Memoised per (path, size, mtime), since every cached-run lookup asks for it."""
-    stat = Path(path).stat()
-    return _fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """SHA-256 of the whole file (memoised per path, size, mtime and inode): the cache keys change with
+    any change of a dataset or checkpoint, wherever in the file."""
+    return content_fingerprint(path)
 
 
-@functools.lru_cache(maxsize=256)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        digest.update(handle.read(4 << 20))
-        if size > 8 << 20:
-            handle.seek(size - (4 << 20))
-            digest.update(handle.read())
-    return digest.hexdigest()[:16]
+# Raise when a change of the training or evaluation code changes results: every cached run is redone.
+CACHE_VERSION = 2
+
+
+def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}."""
+    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": content_sha256(path)}
+
+
+def keep_eval_checkpoints() -> bool:
+    """Whether finished evaluations keep the checkpoints of the heads / finetuned encoders they trained
+    (STARS_KEEP_EVAL_CHECKPOINTS=1). By default they are deleted once metrics.json is written: the
+    evaluations of the smoke profile alone would otherwise keep about 0.7 GB of them."""
+    return os.environ.get("STARS_KEEP_EVAL_CHECKPOINTS", "0").lower() in ("1", "true", "yes")
+
+
+def check_device(device: str | None) -> str | None:
+    """`device` as given ("" / None = the default), or ConfigError when it names no device or CUDA is
+    asked for on a machine without it."""
+    if not device:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device={device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available on this machine; use device=cpu")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
 
 
-def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckpt: bool = True) -> dict:
-    """The resolved config dict of a run, minus fields that do not change its result."""
-    from stars.config import apply_overrides, to_dict
+def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckpt: bool = True,
+              data: str | None = None) -> dict:
+    """The resolved config dict of a run (with the recipe of its dataset `data`), minus fields that do not
+    change its result."""
+    from stars.config import to_dict
 
     if kind == "pretrain":
-        from stars.train.pretrain import pretrain_preset
+        from stars.train.pretrain import resolve_pretrain_config
 
-        cfg = apply_overrides(pretrain_preset(method, preset), overrides)
+        cfg = resolve_pretrain_config(method, preset, data, overrides)
     elif kind == "tune":
-        from stars.train.tune import tune_preset
+        from stars.train.tune import resolve_tune_config
 
-        cfg = apply_overrides(tune_preset(method, preset), overrides)
+        cfg = resolve_tune_config(method, preset, data, overrides)
     else:
         from stars.eval.cli import resolve_config
 
-        cfg = resolve_config(method, preset, overrides, has_ckpt=has_ckpt)
+        cfg = resolve_config(method, preset, overrides, has_ckpt=has_ckpt, data=data)
     data = to_dict(cfg)
     for key in _VOLATILE:
         head, _, tail = key.partition(".")
@@ -189,22 +302,28 @@ def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckp
 
 
 class Experiment:
-    """One notebook's view of a profile: datasets, cached runs, and where its results go."""
+    """One notebook's view of a profile: datasets, cached runs, and where its results go.
+
+    `seed` is the seed of every run the notebook asks for: `run.seed` of pretraining and tuning, `seed` of
+    the evaluation protocols (head initialisation, subsets, episodes), the semi-supervised runs' seeds
+    (seed, seed + 1, ...) and the t-SNE seed (42 + seed, the official 42 by default). Every run used is
+    recorded (`runs`) and written into the provenance of the tables.
+    """
 
     def __init__(self, name: str, profile: str = "demo", data: str | None = None, device: str | None = None,
-                 results_dir: str | None = None, progress: bool = False):
+                 results_dir: str | None = None, progress: bool = False, seed: int = 0):
+        if seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {seed}")
         self.name = name
         self.profile = get_profile(profile, data)
-        self.device = device
+        self.device = check_device(device)
         self.progress = progress
+        self.seed = seed
         self.cache = default_cache_root() / self.profile.name
-        if results_dir:
-            self.out_dir = Path(results_dir)
-        elif self.profile.name == "smoke":
-            self.out_dir = Path(tempfile.mkdtemp(prefix=f"stars-smoke-{name}-"))
-        else:
-            self.out_dir = RESULTS_ROOT / self.profile.name
+        self.out_dir = Path(results_dir) if results_dir else RESULTS_ROOT / self.profile.name
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.runs: dict[str, dict[str, Any]] = {}  # run folder name -> what it is (for the provenance)
+        self.params: dict[str, Any] = {}
 
     # --- data --------------------------------------------------------------------------------
     def dataset(self, role: str = "xsub") -> str:
@@ -223,22 +342,60 @@ class Experiment:
         except KeyError:
             raise ConfigError(f"profile {self.profile.name!r} has no {role!r} dataset") from None
 
+    def fingerprints(self, roles: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """role -> dataset_fingerprint of that role's file."""
+        return {role: dataset_fingerprint(self.dataset(role)) for role in roles}
+
     # --- cached runs -------------------------------------------------------------------------
+    def _seed_overrides(self, kind: str, method: str) -> list[str]:
+        if kind in ("pretrain", "tune"):
+            return [f"run.seed={self.seed}"]
+        if not self.seed:
+            return []
+        if method == "semi":
+            from stars.eval.cli import resolve_config
+
+            runs = resolve_config("semi", self.profile.preset, list(self.profile.evaluation.get("semi", ()))).runs
+            return [f"seeds={_fmt(range(self.seed, self.seed + runs))}"]
+        if method == "tsne":
+            return [f"random_state={42 + self.seed}"]
+        return [f"seed={self.seed}"]
+
     def _overrides(self, kind: str, method: str, extra: dict[str, Any] | None) -> list[str]:
         base = {"pretrain": self.profile.pretrain, "tune": self.profile.tune}.get(kind)
         if base is None:
             base = self.profile.evaluation.get(method, ())
-        items = list(base) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        items = list(base) + self._seed_overrides(kind, method) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        items += self.profile.env.get(kind if kind in ("pretrain", "tune") else method, ())  # STARS_OVERRIDES last
         if kind in ("pretrain", "tune"):
             items.append(f"run.progress={self.progress}")
         return items
 
     def _run_dir(self, kind: str, method: str, overrides: list[str], data: str, init: str | None,
                  target: str | None = None) -> Path:
-        resolved = _resolved(kind, method, self.profile.preset, overrides, has_ckpt=init is not None)
+        evaluated = target if (kind == "eval" and method == "transfer") else data
+        resolved = _resolved(kind, method, self.profile.preset, overrides, has_ckpt=init is not None,
+                             data=evaluated)
         key = _key(kind, method, resolved, file_fingerprint(data),
                    file_fingerprint(init) if init else None, file_fingerprint(target) if target else None)
-        return self.cache / f"{kind}-{method}-{key}"
+        run_dir = self.cache / f"{kind}-{method}-{key}"
+        self.runs[run_dir.name] = {
+            "kind": kind, "method": method, "dataset": Path(data).name,
+            "init": Path(init).parent.name if init else None, "target": Path(target).name if target else None,
+            "config": resolved,
+        }
+        return run_dir
+
+    @contextlib.contextmanager
+    def _logged(self, run_dir: Path):
+        """Run a cached computation with its console output in `<cache>/logs/<run>.log` (not in the
+        notebook, where it would only repeat cache paths), and say in one line what ran and how long."""
+        log_path = self.cache / "logs" / f"{run_dir.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+        print(f"ran {run_dir.name} in {time.perf_counter() - start:.1f} s")
 
     def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides: Any) -> str:
         """Final checkpoint of a stage-1 run (trained now unless cached)."""
@@ -248,9 +405,11 @@ class Experiment:
         items = self._overrides("pretrain", method, overrides)
         run_dir = self._run_dir("pretrain", method, items, data, None)
         final = run_dir / "final.pt"
-        if not final.exists():
-            main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
-                                    resume=True, overrides=items, device=self.device))
+        with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
+            if not final.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
+                                            resume=True, overrides=items, device=self.device))
         return str(final)
 
     def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
@@ -261,10 +420,14 @@ class Experiment:
         items = self._overrides("tune", method, overrides)
         run_dir = self._run_dir("tune", method, items, data, init)
         final = run_dir / "final.pt"
-        if not final.exists():
-            main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
-                                    preset=self.profile.preset, resume=True, overrides=items, device=self.device))
-        return str(final)
+        with RunLock(run_dir, wait=True):
+            if not final.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
+                                            preset=self.profile.preset, resume=True, overrides=items,
+                                            device=self.device))
+        best = run_dir / "best.pt"  # select=monitor / test: the selected epoch
+        return str(best if best.exists() else final)
 
     def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
                  **overrides: Any) -> dict[str, Any]:
@@ -276,53 +439,85 @@ class Experiment:
         items = self._overrides("eval", protocol, overrides)
         run_dir = self._run_dir("eval", protocol, items, data, ckpt, target_data)
         metrics = run_dir / "metrics.json"
-        if not metrics.exists():
-            main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
-                                    out=str(run_dir), preset=self.profile.preset, resume=True, overrides=items,
-                                    device=self.device))
+        with RunLock(run_dir, wait=True):
+            if not metrics.exists():
+                with self._logged(run_dir):
+                    main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
+                                            out=str(run_dir), preset=self.profile.preset, resume=True,
+                                            overrides=items, device=self.device))
+                if not keep_eval_checkpoints():
+                    for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
+                        checkpoint.unlink()
         result = json.loads(metrics.read_text())
         result["_dir"] = str(run_dir)
         return result
 
     # --- outputs -----------------------------------------------------------------------------
-    def table(self, df, title: str, dataset: str, notes: str = "", name: str | None = None,
-              demo_label: bool = True) -> Path:
-        """Write the table; `demo_label` marks smoke/demo numbers as not the paper's (off for
-        results that do not depend on data, such as parameter counts)."""
-        return write_table(df, self.out_dir, name or self.name, title=title, profile=self.profile.name,
-                           dataset=dataset, notes=notes, demo_label=demo_label)
+    def provenance(self, roles: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        """What the notebook's results come from: parameters, seed, dataset fingerprints of `roles`, and
+        every cached run used (folder name = cache key, with its resolved config)."""
+        return {"parameters": self.params, "seed": self.seed,
+                "datasets": self.fingerprints(roles) if roles else {},
+                "runs": dict(sorted(self.runs.items()))}
 
-    def figure(self, fig, name: str | None = None) -> Path:
-        return write_figure(fig, self.out_dir, name or self.name)
+    def table(self, df, title: str, roles: list[str] | tuple[str, ...] | str, notes: str = "",
+              name: str | None = None, demo_label: bool = True, dataset: str | None = None):
+        """Write the table (csv, md, json) and return it for display, rounded, with its title.
+
+        roles: the dataset roles the numbers come from (their fingerprints go into the provenance);
+        `dataset` overrides the label of the table (e.g. "architecture only"). `demo_label` marks
+        smoke/demo numbers as not the paper's (off for results that do not depend on data).
+        """
+        from stars.results import styled_table
+
+        roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        label = dataset or ", ".join(self.dataset_label(role) for role in roles)
+        write_table(df, self.out_dir, name or self.name, title=title, profile=self.profile.name,
+                    dataset=label, notes=notes, demo_label=demo_label, meta=self.provenance(roles))
+        return styled_table(df, title)
+
+    def figure(self, fig, caption: str, roles: list[str] | tuple[str, ...] | str, name: str | None = None):
+        """Write the figure as PNG with a caption (what it shows, then profile and datasets) drawn under it
+        and in the PNG metadata; -> the PNG as an IPython Image, shown inline as a cell's last expression."""
+        roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        prints = self.fingerprints(roles)
+        source = ", ".join(f"{p['file']} (sha256 {p['sha256'][:12]})" for p in prints.values())
+        full = f"{caption} Profile {self.profile.name}; data {source}."
+        path = write_figure(fig, self.out_dir, name or self.name, caption=full)
+        from IPython.display import Image
+
+        return Image(data=path.read_bytes(), format="png")  # the bytes, not the path: shows inline, embeds in HTML
 
     def save_params(self, params: Any) -> Path:
         """The notebook's validated parameters, next to its results."""
         from stars.config import save_config
 
         data = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else dict(params)
+        self.params = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
         data["profile_description"] = self.profile.description
         return save_config(data, self.out_dir / f"{self.name}.config.yaml")
 
 
+def start_notebook(name: str, namespace: dict[str, Any]):
+    """The first call of every notebook, right after its parameters cell: -> (parameters, Experiment).
+
+    Validates the declared parameters (stars.parameters), opens the experiment of the profile with the
+    notebook's `profile`, `data`, `device`, `results_dir` and `seed`, saves the parameters next to the
+    results, and sets the display: figures drawn off-screen and shown once as the written PNG.
+    """
+    import matplotlib
+
+    from stars.parameters import notebook_parameters
+
+    matplotlib.use("Agg")
+    params = notebook_parameters(namespace)
+    exp = Experiment(name, params.profile, params.data or None, params.device or None,
+                     params.results_dir or None, seed=params.seed)
+    exp.save_params(params)
+    return params, exp
+
+
 def _fmt(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, range)):
         return "[" + ",".join(str(v) for v in value) + "]"
     return str(value)
-
-
-def notebook_params(cls, namespace: dict[str, Any], before: set[str]):
-    """Validate a notebook's parameters into the frozen dataclass `cls`.
-
-    `before` is `set(globals())` taken before the parameters cell; every name defined since (by the
-    parameters cell or papermill's injected cell) must be a field of `cls`, and values, which may
-    arrive as strings, are parsed to the field types. Unknown or mistyped parameters fail with their name.
-    """
-    from stars.config import from_dict
-
-    names = {n for n in namespace if n not in before and not n.startswith("_")}
-    names = {n for n in names if not callable(namespace[n]) and type(namespace[n]).__name__ != "module"}
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(names - fields)
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {unknown}; known: {sorted(fields)}")
-    return from_dict(cls, {n: namespace[n] for n in names})
