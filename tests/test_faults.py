@@ -130,6 +130,8 @@ def test_kill_mid_checkpoint_write_keeps_the_previous_checkpoint(data, reference
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert len(orphans(out)) == 1
     assert load_checkpoint_file(out / "checkpoint-last.pt")["epoch"] == 1
+    (out / "head").mkdir()  # a part of a run (two-step head phase) killed while writing: also cleaned
+    (out / "head" / ".checkpoint-last.pt.1-abcd.tmp").write_bytes(b"half")
     assert main(pretrain_args(data, out, "--resume")) == 0
     assert orphans(out) == []
     assert_same_weights(out / "final.pt", reference)
