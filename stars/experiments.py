@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from stars.config import ConfigError
-from stars.io import content_fingerprint, write_json
+from stars.io import content_fingerprint, content_sha256, write_json
 from stars.results import RESULTS_ROOT, write_figure, write_table
 from stars.rundir import RunLock
 
@@ -52,6 +52,7 @@ class Profile:
     semi_runs: int = 5
     description: str = ""
     prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
+    env: dict[str, tuple[str, ...]] = field(default_factory=dict)  # STARS_OVERRIDES, applied last per scope
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
@@ -103,7 +104,12 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
 
 
 def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
-    """Resolve a profile; `data` is the folder holding the npz files (real, paper)."""
+    """Resolve a profile; `data` is the folder holding the npz files (real, paper). `STARS_OVERRIDES`
+    (see `env_overrides`) adds overrides to its runs."""
+    return _with_env_overrides(_profile(name, data, cache_root))
+
+
+def _profile(name: str, data: str | os.PathLike | None = None, cache_root: Path | None = None) -> Profile:
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     cache_root = cache_root or default_cache_root()
@@ -116,16 +122,7 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
         raise ConfigError(f"profile {name!r} needs DATA: the folder with the dataset files")
     folder = Path(data)
     if name == "paper":
-        datasets = {
-            "xsub": folder / "NTU60_XSub.npz", "xview": folder / "NTU60_XView.npz",
-            "fewshot": folder / "NTU120_XSub.npz",
-            "transfer_source": folder / "NTU60_XSub.npz", "transfer_target": folder / "PKUv2_XSub.npz",
-        }
-        missing = [str(p) for k, p in datasets.items() if k in ("xsub", "xview") and not p.exists()]
-        if missing:
-            raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare`)")
-        return Profile(name=name, preset="paper", datasets={k: str(v) for k, v in datasets.items()},
-                       description="NTU RGB+D / PKU-MMD, paper hyperparameters")
+        return _paper_profile(folder)
     # real: prepare NW-UCLA / UTD-MHAD from raw folders once, in the layout shared by both (Kinect v1 order)
     from stars.data.real import prepare_nw_ucla, prepare_utd_mhad
 
@@ -141,8 +138,7 @@ def get_profile(name: str, data: str | os.PathLike | None = None, cache_root: Pa
 
     datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
-    return Profile(name=name, preset="paper", datasets=datasets, pretrain=("encoder.num_joints=20",),
-                   tune=("encoder.num_joints=20",), prepare=prepare,
+    return Profile(name=name, preset="paper", datasets=datasets, prepare=prepare,  # 20 joints: from the files
                    description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
 
 
@@ -165,6 +161,70 @@ def prepare_once(folder: Path, stamp: dict[str, Any], outputs: list[Path], make)
         write_json(marker, stamp)
 
 
+def _paper_profile(folder: Path) -> Profile:
+    """NTU-60 XSub / XView, NTU-120 XSub and PKU-MMD II XSub under their official names in `folder`, the
+    paper's hyperparameters with each dataset's released recipe (chosen from the file names, stars.recipes),
+    and the released code's behaviour wherever it differs from our defaults (`PAPER_SWITCHES`,
+    docs/reproduction.md)."""
+    from stars.recipes import PAPER_SWITCHES
+
+    files = {"xsub": "NTU60_XSub.npz", "xview": "NTU60_XView.npz", "ntu120": "NTU120_XSub.npz",
+             "pku": "PKUv2_XSub.npz", "fewshot": "NTU120_XSub.npz", "transfer_source": "NTU60_XSub.npz",
+             "transfer_target": "PKUv2_XSub.npz"}
+    datasets = {role: folder / file for role, file in files.items()}
+    missing = sorted({str(path) for path in datasets.values() if not path.exists()})
+    if missing:
+        raise ConfigError(f"profile paper: missing {', '.join(missing)} (make them with `stars prepare ntu60`, "
+                          "`ntu120` and `pku2`)")
+    evaluation = {scope: items for scope, items in PAPER_SWITCHES.items() if scope not in ("pretrain", "tune")}
+    return Profile(name="paper", preset="paper", datasets={k: str(v) for k, v in datasets.items()},
+                   pretrain=PAPER_SWITCHES["pretrain"], tune=PAPER_SWITCHES["tune"], evaluation=evaluation,
+                   description="NTU RGB+D 60/120 and PKU-MMD II, the released recipes (docs/reproduction.md)")
+
+
+OVERRIDES_ENV = "STARS_OVERRIDES"
+
+
+def env_overrides(text: str | None = None) -> tuple[str | None, dict[str, tuple[str, ...]]]:
+    """Parse `STARS_OVERRIDES` (or `text`): whitespace-separated `SCOPE:KEY=VALUE` items applied to every run
+    of that scope in any profile, after the profile's and the notebook's own values (SCOPE = pretrain, tune
+    or an evaluation protocol), and optionally `preset=NAME` to change the profile's size preset.
+    -> (preset or None, {scope: items}).
+
+    Example, the paper profile on small files in minutes: `STARS_OVERRIDES="preset=tiny pretrain:run.epochs=1
+    tune:run.epochs=1 tune:head_epochs=1 linear:epochs=1 finetune:epochs=1 semi:finetune.epochs=1"`.
+    """
+    from stars.eval.cli import PROTOCOLS
+
+    text = os.environ.get(OVERRIDES_ENV, "") if text is None else text
+    preset, scoped = None, {}
+    for item in text.split():
+        scope, sep, assignment = item.partition(":")
+        if not sep:
+            key, eq, value = item.partition("=")
+            if key != "preset" or not eq or value not in ("paper", "small", "tiny"):
+                raise ConfigError(f"{OVERRIDES_ENV}: {item!r} is neither SCOPE:KEY=VALUE nor preset=paper|small|tiny")
+            preset = value
+            continue
+        if scope not in ("pretrain", "tune", *PROTOCOLS) or "=" not in assignment:
+            raise ConfigError(f"{OVERRIDES_ENV}: {item!r} is not SCOPE:KEY=VALUE with SCOPE one of pretrain, tune, "
+                              f"{', '.join(sorted(PROTOCOLS))}")
+        scoped.setdefault(scope, []).append(assignment)
+    return preset, {scope: tuple(items) for scope, items in scoped.items()}
+
+
+def _with_env_overrides(profile: Profile) -> Profile:
+    """The profile with `STARS_OVERRIDES` recorded: its size preset, and its scoped items, which every run
+    of that scope applies after the notebook's own values (`Experiment._overrides`)."""
+    preset, scoped = env_overrides()
+    if preset is None and not scoped:
+        return profile
+    return dataclasses.replace(
+        profile, preset=preset or profile.preset, env=scoped,
+        description=f"{profile.description}; {OVERRIDES_ENV}={os.environ.get(OVERRIDES_ENV, '')}",
+    )
+
+
 def default_cache_root() -> Path:
     return Path(os.environ.get("STARS_CACHE", REPO_ROOT / "cache"))
 
@@ -180,20 +240,8 @@ CACHE_VERSION = 2
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}.
-    Memoised per (path, size, mtime) within a process."""
-    stat = Path(path).stat()
-    return {"file": Path(path).name, "bytes": stat.st_size,
-            "sha256": _content_hash(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)}
-
-
-@functools.lru_cache(maxsize=256)
-def _content_hash(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(16 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """What a result was computed from: {"file": name, "bytes": size, "sha256": hash of the whole content}."""
+    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": content_sha256(path)}
 
 
 def keep_eval_checkpoints() -> bool:
@@ -319,6 +367,7 @@ class Experiment:
         if base is None:
             base = self.profile.evaluation.get(method, ())
         items = list(base) + self._seed_overrides(kind, method) + [f"{k}={_fmt(v)}" for k, v in (extra or {}).items()]
+        items += self.profile.env.get(kind if kind in ("pretrain", "tune") else method, ())  # STARS_OVERRIDES last
         if kind in ("pretrain", "tune"):
             items.append(f"run.progress={self.progress}")
         return items
@@ -378,7 +427,8 @@ class Experiment:
                     main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
                                             preset=self.profile.preset, resume=True, overrides=items,
                                             device=self.device))
-        return str(final)
+        best = run_dir / "best.pt"  # select=monitor / test: the selected epoch
+        return str(best if best.exists() else final)
 
     def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
                  **overrides: Any) -> dict[str, Any]:

@@ -79,18 +79,22 @@ def remove_orphan_files(folder: str | Path) -> list[Path]:
     return orphans
 
 
-def content_fingerprint(path: str | Path) -> str:
-    """SHA-256 (first 16 hex digits) of the whole file: what a cache or a resumed run was computed from.
-    Memoised per (path, size, mtime, inode) within the process."""
+def content_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of the whole file. Memoised per (path, size, mtime, inode) within the process."""
     path = Path(path)
     stat = path.stat()
-    return _content_fingerprint(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return _content_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def content_fingerprint(path: str | Path) -> str:
+    """SHA-256 (first 16 hex digits) of the whole file: what a cache or a resumed run was computed from."""
+    return content_sha256(path)[:16]
 
 
 @functools.lru_cache(maxsize=1024)
-def _content_fingerprint(path: str, size: int, mtime_ns: int, inode: int) -> str:
+def _content_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:

@@ -130,11 +130,12 @@ def kernel_environment(profile: str) -> Iterator[None]:
 
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
             device: str | None = None, folder: Path = NOTEBOOK_DIR, parameters: Mapping[str, Any] | None = None,
-            update_readme: bool | None = None) -> int:
+            update_readme: bool | None = None, plan: bool = True) -> int:
     """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed.
 
     `parameters` (name -> value) are given to every notebook; each is checked against every notebook's
-    parameters cell before the first one runs.
+    parameters cell before the first one runs. The paper profile first prints what it will train and the
+    estimated time (`plan=False` skips that).
     """
     from stars.experiments import check_device, get_profile
     from stars.results import RESULTS_ROOT, update_index
@@ -142,6 +143,10 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
 
     get_profile(profile, data)  # data given to a profile that ignores it, a missing DATA: fail before any kernel
     check_device(device)
+    if plan and profile == "paper":  # hours of GPU time: say what will be trained first
+        from stars.plan import print_plan
+
+        print_plan(profile, data, only, device)
     results = Path(out_dir) if out_dir else RESULTS_ROOT / profile
     sources = list_notebooks(Path(folder), only=only)
     common = {"profile": profile, "data": data or ""}
@@ -219,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default=None)
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a notebook parameter (repeatable), e.g. --set seed=1 --set batch_sizes=[8,48]")
+        p.add_argument("--no-plan", action="store_true", help="paper profile: skip the plan and time estimate")
     sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -228,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = parse_assignments(args.overrides)
         only = [args.notebook] if args.command == "run" else args.only
-        return run_all(args.profile, args.data, only, args.out, args.device, parameters=overrides)
+        return run_all(args.profile, args.data, only, args.out, args.device, parameters=overrides,
+                       plan=not args.no_plan)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

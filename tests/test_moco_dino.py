@@ -376,3 +376,32 @@ def test_sinkhorn_knopp_over_two_processes_equals_one_process_on_the_global_batc
     np.testing.assert_allclose(gathered.double().numpy(), expected, rtol=1e-4, atol=1e-7)
     # Per-process Sinkhorn (the official behaviour) would balance each half separately and differ.
     assert not np.allclose(sinkhorn_knopp(logits[:4], 0.04, 3).numpy(), expected[:4], rtol=1e-3)
+
+
+# ---------------------------------------------------------------- official-behaviour switches
+
+
+def test_moco_extra_pointer_advance_moves_the_pointer_a_second_time():
+    plain, official = _moco(queue_size=64), _moco(queue_size=64, extra_pointer_advance=5)
+    x = _batch(4, 1)
+    plain(x, x, torch.arange(4))
+    official(x, x, torch.arange(4))
+    assert int(plain.queue.ptr) == 4 and int(official.queue.ptr) == 9
+    assert (official.queue.ids[4:9] == -1).all()  # the skipped slots keep their old entries
+
+
+def test_dino_koleo_chunks_split_the_stacked_global_rows():
+    torch.manual_seed(0)
+    model = DINO(TinyEncoder(), out_dim=5, koleo_chunks=4)
+    views = [_batch(8, 2), _batch(8, 3)]
+    _, metrics = model(views)
+    outputs = [F.normalize(model.head(model.encoder(v)), dim=1) for v in views]
+    expected = sum(koleo_loss(chunk) for chunk in torch.cat(outputs).chunk(4))
+    torch.testing.assert_close(metrics["koleo_loss"], expected.detach())
+
+
+def test_official_teacher_momentum_span_barely_leaves_its_base():
+    """20 epochs of 313 steps read from a 25,040-step cosine starting at step 313: 0.99600 -> about 0.99664."""
+    schedule = teacher_momentum_schedule(1, 25040, base=0.996, final=1.0)
+    assert schedule[313] == pytest.approx(0.996, abs=1e-5)
+    assert schedule[313 + 20 * 313 - 1] == pytest.approx(0.99664, abs=1e-5)

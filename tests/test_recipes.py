@@ -106,3 +106,30 @@ def test_a_tuning_run_on_an_ntu120_file_records_and_uses_its_recipe(tmp_path):
     assert written["dataset_preset"] == "ntu120" and written["alpha"] == 0.40 and written["workflow"] == "two-step"
     assert (tmp_path / "stars" / "head" / "final.pt").exists()  # the head-only step ran first
     assert torch.load(final, weights_only=True)["config"]["alpha"] == 0.40
+
+
+def test_paper_profile_applies_the_released_switches_and_needs_all_four_files(tmp_path, monkeypatch):
+    from stars.experiments import get_profile
+    from stars.recipes import PAPER_SWITCHES
+
+    monkeypatch.delenv("STARS_OVERRIDES", raising=False)
+    for name in ("NTU60_XSub.npz", "NTU60_XView.npz", "NTU120_XSub.npz"):
+        (tmp_path / name).touch()
+    with pytest.raises(ConfigError, match="PKUv2_XSub.npz"):
+        get_profile("paper", tmp_path)
+    (tmp_path / "PKUv2_XSub.npz").touch()
+    profile = get_profile("paper", tmp_path)
+    assert profile.tune == PAPER_SWITCHES["tune"] and profile.evaluation["semi"] == PAPER_SWITCHES["semi"]
+    assert {"xsub", "xview", "ntu120", "pku", "fewshot", "transfer_source", "transfer_target"} <= set(profile.datasets)
+    monkeypatch.setenv("STARS_OVERRIDES", "preset=tiny tune:run.epochs=1 linear:epochs=2")
+    shortened = get_profile("paper", tmp_path)
+    assert shortened.preset == "tiny" and shortened.env == {"tune": ("run.epochs=1",), "linear": ("epochs=2",)}
+    from stars.experiments import Experiment
+
+    exp = Experiment.__new__(Experiment)
+    exp.profile, exp.progress, exp.seed = shortened, False, 0
+    items = exp._overrides("eval", "linear", {"epochs": 100})
+    assert items.index("epochs=2") > items.index("epochs=100")  # applied after the notebook's own value
+    monkeypatch.setenv("STARS_OVERRIDES", "tuen:run.epochs=1")
+    with pytest.raises(ConfigError, match="tuen"):
+        get_profile("paper", tmp_path)

@@ -185,3 +185,25 @@ def test_official_switches_weight_decay_on_every_parameter_and_test_selection(da
     assert chosen.name == "best.pt" and torch.load(chosen, weights_only=True)["epoch"] == best_epoch
     summary = json.loads((out / "test_max.json").read_text())
     assert summary["test_knn_max_over_epochs"] == pytest.approx(rows["test_knn_best"].max())
+
+
+def test_official_dino_momentum_span_and_independent_teacher_heads(stage1):
+    from stars.train.tune import _teacher_update
+
+    seen = []
+
+    class Recorder:
+        def update_teacher(self, momentum):
+            seen.append(momentum)
+
+    update = _teacher_update(apply_overrides(tune_preset("dino", "paper"), ["teacher_momentum_span=25040"]), 20, 313)
+    update(Recorder(), 0)
+    update(Recorder(), 20 * 313 - 1)
+    assert seen == pytest.approx([0.996, 0.99664], abs=1e-5)
+    for method in ("moco", "dino"):
+        copied, _, _ = build_model(tiny(method), stage1)
+        independent, _, _ = build_model(tiny(method, teacher_head_init="independent"), stage1)
+        same = [torch.equal(a, b) for a, b in zip(copied.head.parameters(), copied.teacher_head.parameters())]
+        differ = [torch.equal(a, b) for a, b in zip(independent.head.parameters(),
+                                                    independent.teacher_head.parameters())]
+        assert all(same) and not all(differ)

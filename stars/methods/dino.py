@@ -183,6 +183,7 @@ class DINO(nn.Module):
         sinkhorn_iterations: int = 3,
         warmup_teacher_temperature: float = 0.04,
         teacher_temperature_warmup_steps: int = 0,
+        koleo_chunks: int = 0,
     ):
         super().__init__()
         if min(student_temperature, teacher_temperature, warmup_teacher_temperature) <= 0:
@@ -200,6 +201,11 @@ class DINO(nn.Module):
         self.teacher_temperature_warmup_steps = teacher_temperature_warmup_steps
         self.koleo_weight = koleo_weight
         self.sinkhorn_iterations = sinkhorn_iterations
+        if koleo_chunks < 0:
+            raise ValueError(f"DINO: koleo_chunks must be >= 0, got {koleo_chunks}")
+        # 0: one KoLeo term per global view; n > 0: the stacked global-view rows split into n chunks, one term
+        # each (official: 4 chunks of B/2 for 2 views, reference §5.9)
+        self.koleo_chunks = koleo_chunks
 
     def teacher_temperature_at(self, step: int) -> float:
         if step >= self.teacher_temperature_warmup_steps:
@@ -254,7 +260,11 @@ class DINO(nn.Module):
             )
             teacher_probs = list(targets.split(batch))
         dino_loss = dino_cross_entropy(student_outputs, teacher_probs, self.student_temperature)
-        koleo = sum(koleo_loss(student_outputs[index]) for index in range(len(global_views)))
+        if self.koleo_chunks:
+            stacked = torch.cat(student_outputs[: len(global_views)])
+            koleo = sum(koleo_loss(chunk) for chunk in stacked.chunk(self.koleo_chunks))
+        else:
+            koleo = sum(koleo_loss(student_outputs[index]) for index in range(len(global_views)))
         loss = dino_loss + self.koleo_weight * koleo
 
         with torch.no_grad():

@@ -70,6 +70,7 @@ class MoCo(nn.Module):
         momentum: float = 0.999,
         exclude_own_negatives: bool = False,
         queue_generator: torch.Generator | None = None,
+        extra_pointer_advance: int = 0,
     ):
         super().__init__()
         for attribute in ("projector", "predictor"):
@@ -88,6 +89,11 @@ class MoCo(nn.Module):
         self.momentum = momentum
         # Official: every queue entry is a negative, including the sample's own key from an earlier epoch.
         self.exclude_own_negatives = exclude_own_negatives
+        # Official quirk, off by default: the processor moved the pointer again by the per-GPU batch (32)
+        # after every enqueue, leaving stale slots (reference §5.8).
+        if extra_pointer_advance < 0:
+            raise ValueError(f"MoCo: extra_pointer_advance must be >= 0, got {extra_pointer_advance}")
+        self.extra_pointer_advance = extra_pointer_advance
 
     @torch.no_grad()
     def update_teacher(self, momentum: float | None = None) -> None:
@@ -150,4 +156,6 @@ class MoCo(nn.Module):
             }
             if self.training:
                 self.queue.enqueue(dist.all_gather_no_grad(keys), dist.all_gather_no_grad(sample_ids))
+                if self.extra_pointer_advance:
+                    self.queue.ptr.copy_((self.queue.ptr + self.extra_pointer_advance) % self.queue.size)
         return loss, metrics

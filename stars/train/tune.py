@@ -23,8 +23,9 @@ import torch
 from stars import dist
 from stars.config import apply_overrides
 from stars.data.augment import AugmentConfig
-from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
-from stars.data.npz import load_split
+from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
+from stars.data.layouts import SkeletonLayout
+from stars.data.npz import SkeletonSplit, load_split, read_header
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
 from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
@@ -34,6 +35,8 @@ from stars.methods.moco import MoCo
 from stars.methods.nnclr import NNCLR
 from stars.methods.param_groups import partial_tuning_groups
 from stars.models.checkpoint import (
+    check_checkpoint_data,
+    data_record,
     detect_format,
     encoder_config_from_checkpoint,
     extract_stars_head_and_queue,
@@ -41,10 +44,18 @@ from stars.models.checkpoint import (
     load_encoder,
 )
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig, SkeletonEncoder
-from stars.models.heads import ProjectorPredictor
+from stars.models.heads import ProjectorPredictor, stars_weights_init
 from stars.models.mamp import MAMPConfig
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
 from stars.rundir import run_folder
+from stars.train.data_fit import (
+    adapt_batch_size,
+    adapt_min_crop_length,
+    adapt_queue_size,
+    check_joint_override,
+    encoder_for_layout,
+    report,
+)
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -82,12 +93,18 @@ class TuneConfig:
     topk: int = 0  # 0 = hard nearest neighbour
     projector_hidden: int = 4096
     momentum: float = 0.999  # MoCo teacher EMA
+    moco_extra_pointer_advance: int = 0  # official quirk: 32 (the per-GPU batch), a second pointer move per step
+    teacher_head_init: str = "copy"  # MoCo / DINO: copy of the student head | independent (official re-init)
     # DINO (Table 2)
     dino_out_dim: int = 128
     student_temperature: float = 0.1
     teacher_temperature: float = 0.04
     teacher_momentum: float = 0.996
     koleo_weight: float = 0.1
+    koleo_chunks: int = 0  # 0 = one term per global view; official: 4 (its chunk-count bug)
+    # teacher momentum cosine over this phase's real steps (0), or, as officially, over this many steps read
+    # from step `steps per epoch` on (official: 20 epochs x 1,252 NTU-60 XSub single-GPU steps = 25,040)
+    teacher_momentum_span: int = 0
     local_views: int = 0  # student-only temporal crops of local_interval of the valid frames
     local_interval: tuple[float, float] = (0.4, 0.8)
     # MAMP + NNCLR (Table 4)
@@ -114,6 +131,7 @@ class TuneConfig:
     # AdamW weight decay on >=2-D weights only ("matrices"), or on every optimised parameter ("all"; the
     # official processors passed no weight_decay, so PyTorch's 0.01 applied to everything)
     weight_decay_scope: str = "matrices"
+    adapt_to_data: bool = True  # shrink batch / queue / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -125,6 +143,8 @@ class TuneConfig:
             raise ValueError(f"workflow must be one of {WORKFLOWS}, got {self.workflow!r}")
         if self.select not in ("last", "monitor", "test"):
             raise ValueError(f"select must be last, monitor or test, got {self.select!r}")
+        if self.teacher_head_init not in ("copy", "independent"):
+            raise ValueError(f"teacher_head_init must be copy or independent, got {self.teacher_head_init!r}")
         if self.monitor_feature not in ("pooled", "projection"):
             raise ValueError(f"monitor_feature must be pooled or projection, got {self.monitor_feature!r}")
         if self.weight_decay_scope not in ("matrices", "all"):
@@ -195,17 +215,27 @@ def _tuned_blocks(spec: str, depth: int):
         raise ValueError(f"tuned_blocks: {spec!r} is not second_half, all, none or block indices") from None
 
 
-def _load_init(init: str | None, cfg: TuneConfig):
-    """-> (checkpoint object or None, encoder config)."""
+def _load_init(init: str | None, cfg: TuneConfig, layout: SkeletonLayout | None = None, num_persons: int = 1,
+               data: str = "data"):
+    """-> (checkpoint object or None, encoder config). Without `init` the encoder takes the layout's joint
+    count; with it, the checkpoint's recorded layout must match (`check_checkpoint_data`)."""
     if init is None:
-        return None, cfg.encoder
+        return None, cfg.encoder if layout is None else encoder_for_layout(cfg.encoder, layout)
     obj = load_checkpoint_file(init)
+    if layout is not None:
+        check_checkpoint_data(obj, layout, num_persons, str(init), data)
     return obj, encoder_config_from_checkpoint(obj, num_heads=cfg.encoder.num_heads)
 
 
-def build_model(cfg: TuneConfig, init: str | None):
-    """The method's module with stage-1 weights loaded, and its optimiser groups."""
-    obj, enc_cfg = _load_init(init, cfg)
+def build_model(cfg: TuneConfig, init: str | None, split: SkeletonSplit | None = None):
+    """The method's module with stage-1 weights loaded, and its optimiser groups.
+
+    split: the training data; its layout sets the joints of an encoder trained from scratch and is
+    checked against the layout a checkpoint records."""
+    if split is None:
+        obj, enc_cfg = _load_init(init, cfg)
+    else:
+        obj, enc_cfg = _load_init(init, cfg, split.layout, split.num_persons, split.path or split.name)
     enc_cfg = dataclasses.replace(enc_cfg, drop_path_rate=0.0)
     if cfg.method == "mamp-nnclr":
         encoder = MaskedMotionEncoder(enc_cfg, cfg.mamp)
@@ -226,13 +256,15 @@ def build_model(cfg: TuneConfig, init: str | None):
     generator = torch.Generator().manual_seed(cfg.run.seed)
     if cfg.method == "dino":
         model = DINO(encoder, out_dim=cfg.dino_out_dim, student_temperature=cfg.student_temperature,
-                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight)
+                     teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight,
+                     koleo_chunks=cfg.koleo_chunks)
         heads = [model.head]
     else:
         head = ProjectorPredictor(dim, hidden_dim=cfg.projector_hidden, out_dim=dim)
         common = dict(queue_size=cfg.queue_size, temperature=cfg.temperature, queue_generator=generator)
         if cfg.method == "moco":
-            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum, **common)
+            model = MoCo(encoder, head, feature_dim=dim, momentum=cfg.momentum,
+                         extra_pointer_advance=cfg.moco_extra_pointer_advance, **common)
         elif cfg.method == "mamp-nnclr":
             model = MAMPNNCLR(encoder, head, mamp_weight=cfg.mamp_weight, topk=cfg.topk, **common)
         else:
@@ -245,6 +277,10 @@ def build_model(cfg: TuneConfig, init: str | None):
                 model.queue.features.copy_(queue)
                 model.queue.ptr.fill_(int(ptr))
                 model.queue.ids.copy_(ids)
+    if cfg.teacher_head_init == "independent" and hasattr(model, "teacher_head"):
+        # official: weights_init ran after the teacher copy, so the teacher head is its own random draw
+        with torch.no_grad():
+            model.teacher_head.apply(stars_weights_init)
     return model, heads, encoder
 
 
@@ -323,8 +359,9 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         else:
             monitor_parts = (split.subset(held), None)
     test_split = load_split(data, "test") if (cfg.report_test_max or cfg.select == "test") else None
+    cfg, adapted = fit_to_data(cfg, train_split, world, str(data))
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
-    model, heads, encoder = build_model(cfg, init)
+    model, heads, encoder = build_model(cfg, init, split)
     enc_cfg = encoder.cfg
     if enc_cfg.num_joints != split.layout.num_joints:
         raise ValueError(
@@ -346,7 +383,8 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         rank=info.rank,
         world_size=world,
     )
-    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None}
+    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None,
+               **data_record(split.layout, split.num_persons)}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
     after_step = _teacher_update(cfg, cfg.run.epochs, len(loader))
@@ -402,13 +440,31 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
                        num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
                        monitor="none" if monitor_parts is None else (
                            "held-out" if monitor_parts[1] is not None else "leave-one-out"),
-                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes)
+                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes, adapted_to_data=adapted)
     trainer.fit()
     if test_split is not None and dist.is_main_process():
         write_test_max(out)
     if cfg.select in ("monitor", "test") and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
+
+
+def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
+                where: str = "tune") -> tuple[TuneConfig, list[str]]:
+    """The config for this training split (`stars.train.data_fit`): the batch, the queue and (for random
+    crops) the minimum crop adapted to a small dataset. -> (config, adaptation texts)."""
+    if not cfg.adapt_to_data:
+        return cfg, []
+    batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
+    queue, queue_note = (cfg.queue_size, None)
+    if cfg.method != "dino":
+        queue, queue_note = adapt_queue_size(cfg.queue_size, len(split), batch)
+    crop, crop_note = (cfg.min_crop_length, None)
+    if len(cfg.crop_interval) == 2:
+        crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, valid_spans(split.x)[1], cfg.crop_interval[0])
+    cfg = dataclasses.replace(cfg, queue_size=queue, min_crop_length=crop,
+                              run=dataclasses.replace(cfg.run, batch_size=batch))
+    return cfg, report([batch_note, queue_note, crop_note], where)
 
 
 def monitor_features(module, kind: str):
@@ -445,10 +501,15 @@ def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
     steps (data size, global batch, world size; the official code hard-coded NTU-60 XSub on one GPU)."""
     if cfg.method != "dino":
         return None
-    schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+    if cfg.teacher_momentum_span:  # the official schedule: fixed length, epoch counter starting at 1
+        schedule = teacher_momentum_schedule(1, cfg.teacher_momentum_span, base=cfg.teacher_momentum, final=1.0)
+        offset = steps_per_epoch
+    else:
+        schedule = teacher_momentum_schedule(epochs, steps_per_epoch, base=cfg.teacher_momentum, final=1.0)
+        offset = 0
 
     def after_step(module, step):
-        module.update_teacher(float(schedule[min(step, len(schedule) - 1)]))
+        module.update_teacher(float(schedule[min(offset + step, len(schedule) - 1)]))
 
     return after_step
 
@@ -480,6 +541,7 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
 
 def main(args) -> int:
     overrides = list(args.overrides)
+    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = resolve_tune_config(args.method, args.preset, args.data, overrides)

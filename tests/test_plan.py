@@ -1,0 +1,37 @@
+"""The plan of `make tables`: the notebooks' own runs, counted once, and their estimated time."""
+
+from __future__ import annotations
+
+import pytest
+
+from stars.plan import PlannedRun, estimate_seconds, format_plan, plan_profile, split_sizes
+
+SPEEDS = {"pretrain": 100.0, "tune": 50.0, "eval": 400.0, "device": "test device", "precision": "fp32"}
+
+
+@pytest.mark.slow
+def test_plan_lists_every_notebook_run_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("STARS_CACHE", str(tmp_path / "cache"))
+    runs = plan_profile("smoke", None, results_dir=str(tmp_path / "results"))
+    kinds = {(run.kind, run.method) for run in runs}
+    assert {("pretrain", "mamp"), ("tune", "stars"), ("eval", "knn"), ("eval", "linear")} <= kinds
+    shared = [run for run in runs if run.kind == "pretrain" and run.method == "mamp"
+              and run.data.endswith("SYN_XSub.npz")]
+    assert len(shared) == 1 and {"headline", "figure2_tsne"} <= set(shared[0].notebooks)
+    assert not list((tmp_path / "cache").glob("smoke/pretrain-*"))  # nothing was trained
+    text = format_plan(runs, SPEEDS)
+    assert "estimated time" in text and f"runs ({len(runs)})" in text
+
+
+def test_estimates_are_samples_times_epochs_over_the_measured_speed(tmp_path):
+    from stars.data.synthetic import prepare_synthetic
+
+    data = str(prepare_synthetic(tmp_path, seed=0, num_subjects=4, num_classes=4, max_frames=40)["xsub"])
+    train, test = split_sizes(data)
+    pretrain = PlannedRun("pretrain", "mamp", data, {"run": {"epochs": 400}})
+    assert estimate_seconds(pretrain, SPEEDS) == pytest.approx(400 * train / 100.0)
+    tune = PlannedRun("tune", "stars", data, {"run": {"epochs": 10}, "workflow": "two-step", "head_epochs": 20,
+                                              "augment": {"mirror": False}, "select": "test"})
+    assert estimate_seconds(tune, SPEEDS) == pytest.approx(30 * train / 50.0 + 10 * (train + test) / 400.0)
+    knn = PlannedRun("eval", "knn", data, {})
+    assert estimate_seconds(knn, SPEEDS) == pytest.approx((train + test) / 400.0)
