@@ -270,7 +270,7 @@ def test_two_runs_on_one_folder_and_a_dead_holder(data, reference, tmp_path, cap
     assert metric_epochs(out) == ["0", "1", "2"]
 
 
-def test_lock_is_exclusive_across_processes_reentrant_within_one_and_freed_by_death(tmp_path, capsys):
+def test_lock_is_exclusive_across_processes_reentrant_within_one_and_freed_by_death(data, tmp_path, capsys):
     folder = tmp_path / "f"
     holder = subprocess.Popen(
         [sys.executable, "-c", f"from stars.rundir import RunLock; import time; RunLock({str(folder)!r}).acquire(); "
@@ -280,8 +280,8 @@ def test_lock_is_exclusive_across_processes_reentrant_within_one_and_freed_by_de
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
             RunLock(folder).acquire()
         for argv in (["prepare", "ntu60", "--raw", str(tmp_path), "--out", str(folder)],
-                     ["eval", "knn", "--data", "x.npz", "--out", str(folder), "--resume"],
-                     ["tune", "nnclr", "--data", "x.npz", "--out", str(folder), "--resume"]):
+                     ["eval", "knn", "--data", data, "--out", str(folder), "--resume"],
+                     ["tune", "nnclr", "--data", data, "--out", str(folder), "--resume"]):
             assert main(argv) == 2
             assert f"is in use by pid {holder.pid}" in capsys.readouterr().err
     finally:
