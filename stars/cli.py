@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", allow_abbrev=False, help="evaluation protocols and figures")
     p.add_argument("protocol", choices=EVAL_PROTOCOLS)
-    p.add_argument("--ckpt", default=None, help="checkpoint to evaluate (none = random init)")
+    p.add_argument("--ckpt", default=None,
+                   help="checkpoint to evaluate; 'random' (or none) = a random encoder of --preset for the data's layout")
     p.add_argument("--data", required=True)
     p.add_argument("--target-data", default=None, help="transfer: the dataset to evaluate on")
     p.add_argument("--out", required=True)

@@ -160,6 +160,35 @@ def metric(result: Mapping[str, Any], key: str) -> float:
     return float(metrics[key])
 
 
+RAW_BASELINE, RANDOM_BASELINE = "raw coordinates", "random init"
+
+
+def knn_baselines(exp, dataset: str = "xsub", key: str = "majority_k1") -> dict[str, float]:
+    """The two baselines beside every encoder in a KNN table: the same KNN on a random-init encoder of the
+    profile's size (`--ckpt random`) and on the raw centred coordinates (the encoder's input, no encoder;
+    reported by every KNN evaluation as `raw_<key>`). -> {"random init": %, "raw coordinates": %}."""
+    random = evaluation(exp, "knn", None, dataset)
+    return {RANDOM_BASELINE: metric(random, key), RAW_BASELINE: metric(random, f"raw_{key}")}
+
+
+def below_baseline_note(table: pd.DataFrame, column: str, baselines: Mapping[str, Mapping[str, float]],
+                        label_columns: tuple[str, ...] = ("method", "dataset")) -> str:
+    """A sentence naming every row of `table` whose `column` is below the raw-coordinate baseline of its
+    dataset (`baselines`: dataset title -> `knn_baselines(...)`), or "" when none is. Rows of the
+    baselines themselves are skipped."""
+    below = []
+    for _, row in table.iterrows():
+        if row.get("method") in (RAW_BASELINE, RANDOM_BASELINE):
+            continue
+        raw = baselines.get(row.get("dataset"), {}).get(RAW_BASELINE)
+        if raw is not None and np.isfinite(row[column]) and row[column] < raw:
+            name = " ".join(str(row[c]) for c in label_columns if c in row)
+            below.append(f"{name} ({row[column]:.1f} < {raw:.1f})")
+    if not below:
+        return ""
+    return f"Below the raw-coordinate baseline ({column}): {'; '.join(below)}."
+
+
 def semi_key(fraction: float, statistic: str) -> str:
     """Metric name of the semi-supervised summary: (0.01, "mean") -> "fraction_0.01_mean"."""
     return f"fraction_{fraction:g}_{statistic}"

@@ -360,7 +360,9 @@ def test_command_line_knn_and_features_write_their_files(files, tmp_path, capsys
             "--set", "ks_majority=[1,3]", "--set", "ks_weighted=[5]"]
     assert main(argv) == 0
     metrics = ProtocolResult.load(out).metrics
-    assert set(metrics) == {"majority_k1", "majority_k3", "weighted_k5"}
+    encoder_keys = {"majority_k1", "majority_k3", "weighted_k5"}
+    assert set(metrics) == encoder_keys | {f"raw_{k}" for k in encoder_keys} | {"below_raw_baseline"}
+    assert metrics["below_raw_baseline"] == (metrics["majority_k1"] < metrics["raw_majority_k1"])
     predictions = np.load(out / "predictions_majority_k1.npy")
     labels = np.load(out / "labels.npy")
     assert metrics["majority_k1"] == pytest.approx(100 * np.mean(predictions == labels))

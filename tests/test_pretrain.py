@@ -98,7 +98,10 @@ def test_cli_writes_config_metrics_and_checkpoint(data, tmp_path):
     assert state["kind"] == "mae" and state["config"]["mamp"]["masking"] == "random"
 
 
-def test_joint_count_mismatch_is_a_clear_error(data, tmp_path):
-    cfg = apply_overrides(tiny(1), ["encoder.num_joints=20"])
-    with pytest.raises(ValueError, match="25 joints"):
-        run_pretraining(cfg, data, tmp_path / "x")
+def test_joint_count_comes_from_the_data_and_a_conflicting_override_is_refused(data, tmp_path, capsys):
+    cfg = apply_overrides(tiny(1), ["encoder.num_joints=20"])  # the file's 25 joints win in the library
+    final = run_pretraining(cfg, data, tmp_path / "x")
+    assert torch.load(final, weights_only=True)["config"]["encoder"]["num_joints"] == 25
+    code = cli_main(["pretrain", "mamp", "--data", data, "--out", str(tmp_path / "y"), "--preset", "tiny",
+                     "--set", "encoder.num_joints=20", "--device", "cpu"])
+    assert code == 2 and "encoder.num_joints=20 disagrees" in capsys.readouterr().err

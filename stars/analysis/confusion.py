@@ -152,7 +152,7 @@ def run_confusion(
 
     out = Path(out)
     device = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed, data=data)
     train, test = load_split(data, "train"), load_split(data, "test")
     num_classes = max(train.num_classes, test.num_classes)
     train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device, precision=cfg.precision)

@@ -213,14 +213,15 @@ def run_tsne(
     shown = tsne_classes(split.num_classes, cfg.classes)
     index = select_per_class(split.y, shown, cfg.per_class)
     subset = split.subset(index)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.random_state)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.random_state, data=data)
     features, labels = extract_features(encoder, subset, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
     panels = {cfg.label: (features, labels)}
     encoders = {"main": info}
     if cfg.random_projector:
         panels[f"{cfg.label} + random projector"] = (random_projector_features(features, cfg.random_state), labels)
     if cfg.compare_ckpt:
-        other, other_info = load_encoder_for_eval(cfg.compare_ckpt, preset, device, seed=cfg.random_state)
+        other, other_info = load_encoder_for_eval(cfg.compare_ckpt, preset, device, seed=cfg.random_state,
+                                                  data=data)
         panels[cfg.compare_label] = extract_features(
             other, subset, cfg.crop, cfg.batch_size, device, precision=cfg.precision
         )

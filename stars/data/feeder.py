@@ -38,7 +38,9 @@ def valid_lengths(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
 
     Official semantics (MAMP `valid_frame_num`): frames are counted, not located, i.e. the valid
     frames are assumed to be the first ones. (The official code tests the frame *sum* for zero; we
-    test every value, which differs only when a frame's values cancel exactly.)
+    test every value, which differs only when a frame's values cancel exactly.) `ReferenceFeeder`
+    keeps this count; the fast path (`DeviceSplit`) uses `valid_spans`, which equals it on files
+    without untracked zero frames at the start or inside a sequence.
     NumPy in -> NumPy out (processed in chunks), tensor in -> tensor out on the same device.
     """
     if x.ndim < 3:
@@ -51,6 +53,43 @@ def valid_lengths(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         chunk = x[start : start + _CHUNK]
         out[start : start + len(chunk)] = (chunk != 0).reshape(len(chunk), chunk.shape[1], -1).any(-1).sum(1)
     return out
+
+
+def valid_spans(x: np.ndarray | torch.Tensor) -> tuple:
+    """x: (N, T, ...) -> (first, length), both (N,) int64: the first frame holding a non-zero value and
+    the number of frames from it to the last such frame (0 and 0 for an all-zero sample).
+
+    Unlike the official count (`valid_lengths`), untracked all-zero frames at the start are skipped
+    and those inside a sequence do not shorten it, so the crop window covers the recorded motion.
+    On files without such frames (the official NTU files: frames without bodies are dropped) both
+    give the same window. NumPy in -> NumPy out, tensor in -> tensors out on the same device.
+    """
+    if x.ndim < 3:
+        raise ValueError(f"valid_spans: x must be (N, T, ...) with per-frame values, got shape {tuple(x.shape)}")
+    if isinstance(x, torch.Tensor):
+        nonzero = (x != 0).flatten(2).any(-1)
+        return _spans_of(nonzero, torch.arange(x.shape[1], device=x.device))
+    x = np.asarray(x)
+    first, length = np.zeros(len(x), dtype=np.int64), np.zeros(len(x), dtype=np.int64)
+    frames = np.arange(x.shape[1])
+    for start in range(0, len(x), _CHUNK):
+        chunk = x[start : start + _CHUNK]
+        nonzero = (chunk != 0).reshape(len(chunk), chunk.shape[1], -1).any(-1)
+        f, n = _spans_of(nonzero, frames)
+        first[start : start + len(chunk)], length[start : start + len(chunk)] = f, n
+    return first, length
+
+
+def _spans_of(nonzero, frames):
+    """nonzero: (N, T) bool -> (first, length) of the span from the first to the last True."""
+    any_frame = nonzero.any(1)
+    if isinstance(nonzero, torch.Tensor):
+        first = torch.where(nonzero, frames, nonzero.shape[1]).min(1).values
+        last = torch.where(nonzero, frames, -1).max(1).values
+        return torch.where(any_frame, first, 0), torch.where(any_frame, last - first + 1, 0)
+    first = np.where(nonzero, frames, nonzero.shape[1]).min(1)
+    last = np.where(nonzero, frames, -1).max(1)
+    return np.where(any_frame, first, 0), np.where(any_frame, last - first + 1, 0)
 
 
 def _check_interval(interval: tuple[float, ...], name: str, allow_single: bool) -> None:
@@ -249,10 +288,12 @@ def device_data_budget(device: torch.device) -> int:
 class DeviceSplit:
     """A split held as tensors, producing its batches on `target`.
 
-    x: (N, T, M, V, C), zero-padded frames at the end; y: (N,) int64; valid: (N,) int64 frame counts.
+    x: (N, T, M, V, C), zero-padded frames at the end; y: (N,) int64; valid: (N,) int64 frames from the
+    first to the last recorded frame; first: (N,) int64 index of the first recorded frame (None: all 0).
+    Crops are drawn in [first, first + valid) (see `valid_spans`).
     x is stored on `target` when it fits the device's memory budget (`from_split`), otherwise in (pinned)
     host memory: batches are then gathered and resized on the host and copied to `target` without
-    blocking, and are the same batches either way. y and valid always live on `target`.
+    blocking, and are the same batches either way. y, valid and first always live on `target`.
     """
 
     x: torch.Tensor
@@ -262,6 +303,11 @@ class DeviceSplit:
     num_classes: int
     name: str = ""
     target: torch.device | None = None  # where batches go; None = where x is stored
+    first: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.first is None:
+            self.first = torch.zeros_like(self.valid)
 
     @classmethod
     def from_split(
@@ -277,7 +323,7 @@ class DeviceSplit:
         if split.x.ndim != 5:
             raise ValueError(f"{where}: x must be (N, T, M, V, C), got shape {split.x.shape}")
         split.layout.check_array(split.x, where)
-        valid = valid_lengths(split.x)
+        first, valid = valid_spans(split.x)
         empty = np.flatnonzero(valid == 0)
         if len(empty):
             raise ValueError(f"{where}: {len(empty)} samples have no non-zero frame, e.g. {empty[:5].tolist()} "
@@ -305,6 +351,7 @@ class DeviceSplit:
             num_classes=split.num_classes,
             name=split.name,
             target=device,
+            first=torch.from_numpy(first).to(device),
         )
 
     def __len__(self) -> int:
@@ -327,7 +374,8 @@ class DeviceSplit:
         if not self.on_device and torch.cuda.is_available():
             x = x.pin_memory()
         idx = idx.to(self.device)
-        return DeviceSplit(x, self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name, self.target)
+        return DeviceSplit(x, self.y[idx], self.valid[idx], self.layout, self.num_classes, self.name, self.target,
+                           first=self.first[idx])
 
 
 def crop_resize_batch(
@@ -373,7 +421,8 @@ class BatchLoader:
 
     Yields {"x": (B, C, T', V, M)} — or, when views > 1 or local_views > 0, {"views": [views x
     (B, C, T', V, M)], "local_views": [local_views x (B, C, T', V, M)]} — plus "y": (B,) labels,
-    "index": (B,) positions in `data`, and "crop": (B, 2) the (start, length) of the shared crop.
+    "index": (B,) positions in `data`, and "crop": (B, 2) the (start, length) of the shared crop, the
+    start counted from the sample's first recorded frame.
     Views share ONE crop and are augmented independently (STARS Feeder_dual); each local view is its
     own random crop of `local_interval` of the valid frames (no minimum length), resized to
     num_frames (DINO).
@@ -489,7 +538,10 @@ class BatchLoader:
         return clip.permute(0, 4, 1, 3, 2).contiguous()
 
     def _clip(self, indices: torch.Tensor, start: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        """(B, num_frames, M, V, C) on the batch device; gathered on the host for a host-held split."""
+        """(B, num_frames, M, V, C) on the batch device; gathered on the host for a host-held split.
+        start: (B,) relative to each sample's first recorded frame (`DeviceSplit.first`)."""
+        first = self.data.first[indices.to(self.data.first.device)]
+        start = start.to(first.device) + first
         clip = crop_resize_batch(self.data.x, indices, start, length, self.crop.num_frames)
         if clip.device != self.data.device:
             if clip.device.type == "cpu" and self.data.device.type == "cuda":
@@ -498,6 +550,7 @@ class BatchLoader:
         return clip
 
     def _batch(self, indices, start, length, local_crops, generator) -> dict:
+        """start: (B,) crop starts relative to each sample's first recorded frame (as in "crop")."""
         device = self.data.device
         indices = indices.to(device)
         clip = self._clip(indices, start, length)

@@ -2,6 +2,10 @@
 
 Every array the package loads is checked against its layout (joint count); mirroring uses the
 layout's left-right permutation, bone features its parent list. Indices are 0-based.
+
+Four layouts are built in (`LAYOUTS`); any other joint set is a `custom_layout(...)`, which a dataset
+file stores in full (`layout_joints`, `layout_parents`, `layout_centre`, `layout_mirror`, see
+`stars.data.npz`), so an encoder of any joint count can be trained on it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,25 @@ class SkeletonLayout:
 
     def index(self, joint: str) -> int:
         return self.joints.index(joint)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The full definition as npz-storable arrays (keys `layout`, `layout_joints`, ...)."""
+        return {
+            "layout": np.array(self.name),
+            "layout_joints": np.array(self.joints),
+            "layout_parents": np.array(self.parents, dtype=np.int64),
+            "layout_centre": np.array(self.centre, dtype=np.int64),
+            "layout_mirror": np.array(self.mirror, dtype=np.int64),
+        }
+
+    def to_dict(self) -> dict:
+        """Plain dict (for checkpoints and run.json); `layout_from_dict` reverses it."""
+        return {"name": self.name, "joints": list(self.joints), "parents": list(self.parents),
+                "centre": self.centre, "mirror": list(self.mirror)}
+
+    def same_joints(self, other: SkeletonLayout) -> bool:
+        """True when both store the same joints (by name) in the same order."""
+        return self.joints == other.joints
 
     def check_array(self, array: np.ndarray, where: str = "array", joint_axis: int = -2) -> None:
         """Raise ValueError naming `where` when the joint axis does not match this layout."""
@@ -144,6 +167,59 @@ OPENNI15 = SkeletonLayout(
 LAYOUTS: dict[str, SkeletonLayout] = {
     layout.name: layout for layout in (NTU25, KINECT_V1_20, UTD_MHAD20, OPENNI15)
 }
+
+
+def custom_layout(
+    name: str,
+    joints: list[str] | tuple[str, ...],
+    parents: list[int] | tuple[int, ...],
+    centre: int | str,
+    pairs: list[tuple[int | str, int | str]] | None = None,
+) -> SkeletonLayout:
+    """A layout for any skeleton: joint names, the parent of each joint (the root is its own parent),
+    the centre joint (index or name) and left/right pairs (indices or names).
+
+    pairs None: joints named `left_*` / `right_*` are paired by name, the rest map to themselves.
+    Raises ValueError naming the problem (unknown joint, a joint in two pairs, a parent out of range).
+    """
+    joints = tuple(str(j) for j in joints)
+    if not name or not isinstance(name, str):
+        raise ValueError(f"custom layout: name must be a non-empty string, got {name!r}")
+    if len(set(joints)) != len(joints):
+        raise ValueError(f"layout {name}: joint names are not unique")
+    index = {j: i for i, j in enumerate(joints)}
+
+    def position(value, what: str) -> int:
+        if isinstance(value, str):
+            if value not in index:
+                raise ValueError(f"layout {name}: {what} {value!r} is not one of its joints")
+            return index[value]
+        value = int(value)
+        if not 0 <= value < len(joints):
+            raise ValueError(f"layout {name}: {what} {value} is outside 0..{len(joints) - 1}")
+        return value
+
+    parents = tuple(position(p, f"parent of joint {joints[i]!r}") for i, p in enumerate(parents))
+    mirror: tuple[int, ...] = ()
+    if pairs is not None:
+        permutation = list(range(len(joints)))
+        seen: set[int] = set()
+        for left, right in pairs:
+            a, b = position(left, "left/right pair joint"), position(right, "left/right pair joint")
+            if a in seen or b in seen or a == b:
+                raise ValueError(f"layout {name}: joint {joints[a]!r} or {joints[b]!r} is in more than one pair")
+            seen |= {a, b}
+            permutation[a], permutation[b] = b, a
+        mirror = tuple(permutation)
+    return SkeletonLayout(name=name, joints=joints, parents=parents, centre=position(centre, "centre joint"),
+                          mirror=mirror)
+
+
+def layout_from_dict(values: dict) -> SkeletonLayout:
+    """Inverse of `SkeletonLayout.to_dict`."""
+    return SkeletonLayout(name=str(values["name"]), joints=tuple(values["joints"]),
+                          parents=tuple(int(p) for p in values["parents"]), centre=int(values["centre"]),
+                          mirror=tuple(int(m) for m in values["mirror"]))
 
 
 def get_layout(name: str) -> SkeletonLayout:

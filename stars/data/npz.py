@@ -10,7 +10,10 @@ Official layout (what the MAMP/STARS data scripts write, and what `stars prepare
 "Bring your own dataset": the same four keys, where labels may also be integer vectors (N,), plus
 optional keys (all scalars are 0-d arrays):
 
-    layout        str, a name from `stars.data.layouts` (default: ntu25 when M*V*3 == 150)
+    layout        str, a name from `stars.data.layouts` (default: ntu25 when M*V*3 == 150), or the
+                  name of a custom layout stored in full by the four keys below
+    layout_joints (V,) str joint names;  layout_parents (V,) int parent of each joint (root: itself)
+    layout_centre int centre joint;      layout_mirror (V,) int left/right permutation
     num_persons   int (default 2)
     num_classes   int (default: one-hot width, or max label + 1)
     class_names   (num_classes,) str
@@ -30,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stars.data.layouts import NTU25, SkeletonLayout, get_layout
+from stars.data.layouts import LAYOUTS, NTU25, SkeletonLayout, get_layout
 from stars.io import atomic_write
 
 SPLITS = ("train", "test")
 _CHUNK = 1024
+LAYOUT_KEYS = ("layout_joints", "layout_parents", "layout_centre", "layout_mirror")
 
 
 class DatasetError(ValueError):
@@ -129,18 +133,21 @@ def read_header(path: str | os.PathLike) -> dict:
         if len(x_shape) != 3:
             raise DatasetError(f"{path}: x_train must be (N, T, M*V*3), got shape {x_shape}")
         width = x_shape[2]
-        if layout_name is None:
+        if any(key in npz.files for key in LAYOUT_KEYS):
+            layout = _stored_layout(npz, path, layout_name)
+        elif layout_name is None:
             if width != num_persons * NTU25.num_joints * 3:
                 raise DatasetError(
                     f"{path}: frame width {width} is not {num_persons} persons x 25 joints x 3; "
-                    "store a 'layout' key naming the joint layout"
+                    "store a 'layout' key naming the joint layout (or a custom layout, see docs/datasets.md)"
                 )
             layout = NTU25
         else:
             try:
                 layout = get_layout(str(layout_name))
             except ValueError as err:
-                raise DatasetError(f"{path}: {err}") from None
+                raise DatasetError(f"{path}: {err}; store a custom layout's joints, parents, centre and "
+                                   "mirror (stars.data.layouts.custom_layout + save_dataset)") from None
         if width != num_persons * layout.num_joints * 3:
             raise DatasetError(
                 f"{path}: frame width {width} does not match layout {layout.name!r} "
@@ -153,6 +160,11 @@ def read_header(path: str | os.PathLike) -> dict:
                 num_classes = y_train.shape[1]
             else:
                 num_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+                if min(y_train.min(initial=1), y_test.min(initial=1)) >= 1:
+                    raise DatasetError(
+                        f"{path}: integer labels never use 0 (they span 1..{num_classes - 1}); store 0-based "
+                        "labels, or a num_classes key when class 0 is really absent"
+                    )
         class_names = tuple(str(c) for c in _read(npz, "class_names", path)) if "class_names" in npz.files else ()
         if class_names and len(class_names) != num_classes:
             raise DatasetError(f"{path}: {len(class_names)} class_names for {num_classes} classes")
@@ -164,6 +176,37 @@ def read_header(path: str | os.PathLike) -> dict:
             "name": str(_scalar(npz, "name", path, Path(path).stem)),
             "num_frames": x_shape[1],
         }
+
+
+def _stored_layout(npz, path, name) -> SkeletonLayout:
+    """A layout stored in full in the file (`layout` + the four `layout_*` keys)."""
+    missing = [key for key in LAYOUT_KEYS if key not in npz.files]
+    if name is None or missing:
+        absent = (["layout"] if name is None else []) + missing
+        raise DatasetError(f"{path}: a custom layout needs the keys layout, {', '.join(LAYOUT_KEYS)}; missing {absent}")
+    joints = _read(npz, "layout_joints", path)
+    values = {key: _read(npz, key, path) for key in ("layout_parents", "layout_mirror")}
+    for key, value in values.items():
+        if value.ndim != 1 or len(value) != len(joints) or not np.issubdtype(value.dtype, np.integer):
+            raise DatasetError(f"{path}: {key} must be ({len(joints)},) integers like layout_joints, "
+                               f"got {value.dtype} {value.shape}")
+    centre = _scalar(npz, "layout_centre", path, None)
+    try:
+        layout = SkeletonLayout(
+            name=str(name), joints=tuple(str(j) for j in joints),
+            parents=tuple(int(v) for v in values["layout_parents"]), centre=int(centre),
+            mirror=tuple(int(v) for v in values["layout_mirror"]),
+        )
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: stored layout is invalid ({err})") from None
+    bad = [p for p in layout.parents if not 0 <= p < layout.num_joints]
+    if bad:
+        raise DatasetError(f"{path}: layout_parents holds {bad[0]}, outside 0..{layout.num_joints - 1}")
+    known = LAYOUTS.get(layout.name)
+    if known is not None and known != layout:
+        raise DatasetError(f"{path}: stored layout is named {layout.name!r} like the built-in layout but "
+                           "differs from it; give the custom layout another name")
+    return layout
 
 
 def _array_shape(npz, key, path) -> tuple[int, ...]:
@@ -182,7 +225,7 @@ def _check_label_dtype(y: np.ndarray, path, key: str) -> None:
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == bool):
         raise DatasetError(
             f"{path}: {key} holds {y.dtype} values; labels must be integers in [0, num_classes) or one-hot rows "
-            "(map class names to integers and store them as class_names)"
+            "(map class names to integers and store them as class_names; stars.data.byo.import_sequences does it)"
         )
 
 
@@ -256,7 +299,7 @@ def save_dataset(
     y_test: np.ndarray,
     *,
     num_classes: int,
-    layout: str = "ntu25",
+    layout: str | SkeletonLayout = "ntu25",
     num_persons: int = 2,
     one_hot: bool = True,
     class_names: tuple[str, ...] | list[str] | None = None,
@@ -266,12 +309,13 @@ def save_dataset(
     """Write a dataset file atomically (temporary file + rename: a crash never leaves half a file).
 
     x_*: (N, T, M*V*3) or (N, T, M, V, 3); y_*: (N,) integer labels (written one-hot when
-    `one_hot`, as the official scripts do). `extra` holds further arrays (e.g. subject_train).
+    `one_hot`, as the official scripts do). layout: a built-in layout's name, or a `SkeletonLayout`
+    (e.g. from `stars.data.layouts.custom_layout`), which is stored in full unless it is built in. `extra` holds further arrays (e.g. subject_train).
     The official four keys come first; metadata keys are only written when they carry information
     beyond the official layout, so an NTU file stays byte-for-byte comparable in its arrays.
     """
     path = Path(path)
-    lay = get_layout(layout)
+    lay = layout if isinstance(layout, SkeletonLayout) else get_layout(layout)
     arrays: dict[str, np.ndarray] = {}
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         x = np.asarray(x, dtype=np.float32)
@@ -288,8 +332,10 @@ def save_dataset(
             raise ValueError(f"x_{split} contains NaN or inf")
         arrays[f"x_{split}"] = x
         arrays[f"y_{split}"] = np.eye(num_classes, dtype=np.float64)[y] if one_hot else y.astype(np.int64)
-    if layout != "ntu25":
-        arrays["layout"] = np.array(layout)
+    if LAYOUTS.get(lay.name) != lay:
+        arrays.update(lay.to_arrays())
+    elif lay.name != "ntu25":
+        arrays["layout"] = np.array(lay.name)
     if num_persons != 2:
         arrays["num_persons"] = np.array(num_persons)
     if not one_hot:

@@ -3,7 +3,8 @@
 Each protocol has a config dataclass whose defaults are the paper's, with `small` / `tiny` presets
 (fewer epochs, smaller batches) picked by `--preset`; `--set key=value` overrides are applied with
 `stars.config.apply_overrides` (an unknown or mistyped key is an error naming it). Without `--ckpt`
-the encoder is a random initialisation of the `--preset` size; `finetune` without `--ckpt` is the
+(or with `--ckpt random`) the encoder is a random initialisation of the `--preset` size with the
+dataset's joint count, the baseline every pretrained encoder must beat; `finetune` without `--ckpt` is the
 from-scratch recipe (layer decay 1.0) unless overridden. `--resume` continues an interrupted training
 protocol (linear, finetune, semi, transfer); the others train nothing and are recomputed.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from stars.analysis.confusion import CONFUSION_PRESETS, run_confusion
 from stars.analysis.tsne import TSNE_PRESETS, run_tsne
 from stars.config import ConfigError, apply_overrides
+from stars.eval.common import is_random_init
 from stars.eval.fewshot import FEWSHOT_PRESETS, run_fewshot
 from stars.eval.finetune import FINETUNE_PRESETS, from_scratch, run_finetune
 from stars.eval.knn import KNN_PRESETS, run_knn
@@ -100,11 +103,15 @@ def _run_protocol(protocol, *, ckpt, data, out, cfg, target_data, preset, resume
 
 def main(args: argparse.Namespace) -> int:
     evaluated = args.target_data if args.protocol == "transfer" else args.data
-    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=bool(args.ckpt), data=evaluated)
+    cfg = resolve_config(args.protocol, args.preset, args.overrides, has_ckpt=not is_random_init(args.ckpt),
+                         data=evaluated)
     metrics = run_protocol(
         args.protocol, ckpt=args.ckpt, data=args.data, out=args.out, cfg=cfg, target_data=args.target_data,
         preset=args.preset, resume=args.resume, device=args.device, overwrite=getattr(args, "overwrite", False),
     )
     if metrics:
         print(json.dumps({"protocol": args.protocol, "out": args.out, "metrics": metrics}, indent=2, default=str))
+    if metrics and metrics.get("below_raw_baseline"):
+        print(f"note: the encoder's kNN k=1 ({metrics['majority_k1']:.2f}%) is below the raw-coordinate baseline "
+              f"({metrics['raw_majority_k1']:.2f}%): its features are worse than its input", file=sys.stderr)
     return 0

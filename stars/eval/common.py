@@ -30,11 +30,12 @@ from stars import dist
 from stars.config import to_dict
 from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, eval_loader
-from stars.data.npz import SkeletonSplit
+from stars.data.npz import SkeletonSplit, read_header
 from stars.data.splits import validation_holdout
 from stars.io import content_fingerprint, write_json, write_run_info
 from stars.models.checkpoint import (
     build_checkpoint,
+    check_checkpoint_data,
     detect_format,
     encoder_config_from_checkpoint,
     load_checkpoint_file,
@@ -44,6 +45,8 @@ from stars.models.checkpoint import (
 from stars.models.encoder import SkeletonEncoder, encoder_preset
 from stars.precision import autocast
 from stars.rundir import run_folder
+from stars.train.data_fit import adapt_batch_size
+from stars.train.data_fit import report as report_adaptations
 from stars.train.engine import CHECKPOINT_NAME, OptimConfig, RunConfig, Trainer, unwrap
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -69,18 +72,24 @@ def load_encoder_for_eval(
     drop_path: float = 0.0,
     *,
     seed: int = 0,
+    data: str | Path | None = None,
 ) -> tuple[SkeletonEncoder, dict[str, Any]]:
     """The encoder to evaluate, on `device`, and a description of where it came from.
 
-    ckpt None: a randomly initialised encoder of `preset` (default "paper"), weights drawn from a torch
-    generator seeded with `seed` (the global RNG is left untouched). Our checkpoints carry
+    data: the dataset file it will see. Its layout sets the joint count of a random encoder and is
+    checked against the layout a checkpoint records (`check_checkpoint_data`).
+    ckpt None or "random": a randomly initialised encoder of `preset` (default "paper") with the data's
+    joint count, weights drawn from a torch generator seeded with `seed` (the global RNG is left
+    untouched). Our checkpoints carry
     `config["encoder"]` (EncoderConfig fields), official MAMP / STARS ones are inferred from their tensor
     shapes (8 attention heads assumed). Every encoder weight must be present (strict loading); decoder,
     heads and queues are dropped. drop_path: stochastic-depth rate for finetuning (0 for frozen uses).
     """
     device = resolve_device(device)
-    if ckpt is None or str(ckpt) == "":
-        cfg = encoder_preset(preset or "paper", drop_path_rate=drop_path)
+    header = read_header(data) if data is not None else None
+    if is_random_init(ckpt):
+        joints = {"num_joints": header["layout"].num_joints} if header else {}
+        cfg = encoder_preset(preset or "paper", drop_path_rate=drop_path, **joints)
         rng_state = torch.random.get_rng_state()
         try:
             torch.manual_seed(seed)
@@ -88,9 +97,13 @@ def load_encoder_for_eval(
         finally:
             torch.random.set_rng_state(rng_state)
         info = {"source": "random init", "preset": preset or "paper", "seed": seed, "encoder": cfg.to_dict()}
+        if header:
+            info["layout"] = header["layout"].name
         return encoder.to(device), info
     obj = load_checkpoint_file(ckpt)
     fmt = detect_format(obj, str(ckpt))
+    if header:
+        check_checkpoint_data(obj, header["layout"], header["num_persons"], str(ckpt), str(data))
     cfg = dataclasses.replace(encoder_config_from_checkpoint(obj), drop_path_rate=drop_path)
     encoder = SkeletonEncoder(cfg)
     report = load_encoder(obj, encoder, strict=True)
@@ -103,6 +116,14 @@ def load_encoder_for_eval(
         "encoder": cfg.to_dict(),
     }
     return encoder.to(device), info
+
+
+RANDOM_INIT = "random"  # `--ckpt random`: a randomly initialised encoder (a baseline)
+
+
+def is_random_init(ckpt: str | Path | None) -> bool:
+    """True for no checkpoint: None, "" or "random"."""
+    return ckpt is None or str(ckpt) in ("", RANDOM_INIT)
 
 
 def eval_crop(encoder: SkeletonEncoder, ratio: float = 0.95) -> CropConfig:
@@ -343,7 +364,8 @@ def fit_classifier(
     return value is then {} and nothing is evaluated.
     -> metrics: test_top1 (selected model), selected_epoch, and val_top1 / test_max_over_epochs when
     applicable; test predictions are written to `out/test_predictions.npy`, and with select="val" the
-    selected weights to `out/selected.pt` (`final.pt` always holds the last epoch).
+    selected weights to `out/selected.pt` (`final.pt` always holds the last epoch). A batch that leaves
+    fewer than `MIN_STEPS_PER_EPOCH` updates per epoch is made smaller, with a `SmallDataWarning`.
     """
     out = Path(out)
     if task.select not in ("last", "val"):
@@ -361,6 +383,11 @@ def _fit_classifier(model, groups, task, optim, run, out, info, *, config, label
     if task.select == "val":
         train_idx, val_idx = validation_holdout(task.train.y, task.val_fraction, run.seed)
         train_split, val_split = task.train.subset(train_idx), task.train.subset(val_idx)
+    batch_size, note = adapt_batch_size(run.batch_size, len(train_split), info.world_size, key="batch_size",
+                                        keep="")
+    if note is not None:
+        report_adaptations([note], str(out))
+        run = dataclasses.replace(run, batch_size=batch_size)
     device = info.device
     train_data = DeviceSplit.from_split(train_split, device)
     val_data = DeviceSplit.from_split(val_split, device) if val_split is not None else None
@@ -437,7 +464,7 @@ def classifier_config(cfg: Any, encoder: SkeletonEncoder, protocol: str) -> dict
 
 
 __all__ = [
-    "ArrayLike", "resolve_device", "load_encoder_for_eval", "eval_crop", "check_layout", "extract_features",
+    "ArrayLike", "RANDOM_INIT", "is_random_init", "resolve_device", "load_encoder_for_eval", "eval_crop", "check_layout", "extract_features",
     "ProtocolResult", "write_result", "evaluate_classifier", "classification_step", "EpochSelection",
     "ClassifierTask", "fit_classifier", "classifier_config",
 ]

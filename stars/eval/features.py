@@ -36,7 +36,7 @@ def write_features(
         raise ValueError(f"--out {out}: its provenance file {out.with_suffix('.json').name} would replace a run's "
                          "records; choose another file name")
     resolved = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, resolved)
+    encoder, info = load_encoder_for_eval(ckpt, preset, resolved, data=data)
     features, labels = extract_features(
         encoder, load_split(data, split), crop, batch_size, resolved, precision=precision
     )

@@ -226,7 +226,7 @@ def run_fewshot(
     device = resolve_device(device)
     split = load_split(data, cfg.split)
     pool, classes, info = fewshot_pool(split, cfg)
-    encoder, encoder_info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
+    encoder, encoder_info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed, data=data)
     features, labels = extract_features(
         encoder, split.subset(pool), cfg.crop, cfg.batch_size, device, precision=cfg.precision
     )

@@ -155,7 +155,8 @@ def run_finetune(
     Writes metrics.json, config.yaml, run.json (+ metrics.csv, checkpoints, test predictions) to `out`.
     """
     device = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device, drop_path=cfg.drop_path, seed=cfg.seed)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, drop_path=cfg.drop_path, seed=cfg.seed,
+                                          data=data)
     train, test = load_split(data, "train"), load_split(data, "test")
     metrics = train_finetune(encoder, train, test, out, cfg, device, resume=resume, stop_after=stop_after)
     if metrics and dist.is_main_process():

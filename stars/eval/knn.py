@@ -14,6 +14,12 @@ Two classifiers, both computed on the device as a chunked matmul + top-k over th
 `run_knn` is the `stars eval knn` protocol; `knn_monitor` scores an encoder during stage-2 tuning on the
 TRAINING split (leave-one-out inside a fixed subset, or a held-out part; never the test split).
 
+Baselines: `raw_coordinate_features` is the encoder's input without the encoder (the same centre crop,
+resized to the same frame count, flattened: the centred coordinates), and `raw_coordinate_knn` runs the
+same classifiers on it. `run_knn` reports it beside the encoder (`raw_majority_k1`, ...) and sets
+`below_raw_baseline` when the encoder's majority k=1 accuracy is lower; `--ckpt random` gives the
+random-init encoder of the data's layout. An encoder below either baseline has not learned features.
+
 References: Wu et al. 2018 "Unsupervised feature learning via non-parametric instance discrimination"
 (weighted kNN); scikit-learn `KNeighborsClassifier` (uniform vote and its tie rule).
 """
@@ -31,12 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stars.data.feeder import CropConfig, DeviceSplit, eval_loader
 from stars.data.npz import SkeletonSplit, load_split
 from stars.eval.common import (
     ArrayLike,
     extract_features,
     load_encoder_for_eval,
     resolve_device,
+    to_device_split,
     write_result,
 )
 from stars.precision import fp32_island
@@ -53,6 +61,7 @@ class KNNConfig:
     crop: float = 0.95  # centre crop ratio of both splits
     query_chunk: int = 1024  # test samples per similarity matmul
     seed: int = 0  # random initialisation of the encoder when no --ckpt is given (kNN draws nothing)
+    raw_baseline: bool = True  # also the same kNN on the raw centred coordinates (raw_* metrics)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # feature extraction (stars.precision); kNN itself is fp32
 
     def __post_init__(self) -> None:
@@ -286,26 +295,50 @@ def knn_monitor(
     return metrics
 
 
-def run_knn(
-    ckpt: str | None,
-    data: str,
-    out: str | Path,
-    cfg: KNNConfig = KNNConfig(),
+@torch.no_grad()
+def raw_coordinate_features(
+    split: SkeletonSplit | DeviceSplit, num_frames: int, crop: float = 0.95, batch_size: int = 256,
     device: str | torch.device | None = None,
-    preset: str | None = None,
-) -> dict[str, float]:
-    """`stars eval knn`: features of both splits of `data`, majority and weighted kNN on the test split.
-
-    Writes to `out`: metrics.json (top-1 % per classifier and k), config.yaml, run.json, and
-    predictions_{majority,weighted}_k{k}.npy + labels.npy (for the confusion matrix).
-    """
-    out = Path(out)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's input without the encoder: centre crop `crop` of the recorded frames, resized to
+    `num_frames`, flattened. -> (features (N, C*num_frames*V*M) float32, labels (N,) int64), file order."""
     device = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
-    train, test = load_split(data, "train"), load_split(data, "test")
-    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
-    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
-    num_classes = max(train.num_classes, test.num_classes)
+    data = to_device_split(split, device)
+    loader = eval_loader(data, batch_size, CropConfig(eval_ratio=crop, num_frames=num_frames))
+    features, labels = [], []
+    for batch in loader:
+        features.append(batch["x"].flatten(1).float().cpu())
+        labels.append(batch["y"].cpu())
+    return torch.cat(features).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def raw_coordinate_knn(
+    data: str | Path, num_frames: int, cfg: KNNConfig = KNNConfig(), device: str | torch.device | None = None,
+    splits: tuple[SkeletonSplit, SkeletonSplit] | None = None,
+) -> dict[str, float]:
+    """The raw-coordinate baseline of `data`: kNN (cfg's classifiers and k) on `raw_coordinate_features`.
+
+    -> {"raw_majority_k1": %, ..., "raw_weighted_k10": %, ...}. splits: the loaded (train, test), if at hand.
+    """
+    train, test = splits if splits is not None else (load_split(data, "train"), load_split(data, "test"))
+    train_f, train_y = raw_coordinate_features(train, num_frames, cfg.crop, cfg.batch_size, device)
+    test_f, test_y = raw_coordinate_features(test, num_frames, cfg.crop, cfg.batch_size, device)
+    return {f"raw_{k}": v for k, v in _classify(train_f, train_y, test_f, test_y, cfg, train, test, device).items()}
+
+
+def below_raw_baseline(metrics: dict[str, float], key: str = "majority_k1") -> bool | None:
+    """True when the encoder's `key` accuracy is below the raw-coordinate one (`raw_<key>`); None without it."""
+    if f"raw_{key}" not in metrics or key not in metrics:
+        return None
+    return bool(metrics[key] < metrics[f"raw_{key}"])
+
+
+def _classify(train_f, train_y, test_f, test_y, cfg: KNNConfig, train, test, device) -> dict[str, float]:
+    outcomes = _outcomes(train_f, train_y, test_f, test_y, cfg, max(train.num_classes, test.num_classes), device)
+    return {f"{name}_k{k}": acc for name, outcome in outcomes.items() for k, acc in outcome.top1.items()}
+
+
+def _outcomes(train_f, train_y, test_f, test_y, cfg: KNNConfig, num_classes: int, device) -> dict[str, KNNOutcome]:
     majority = knn_majority(
         train_f, train_y, test_f, test_y, cfg.ks_majority, num_classes=num_classes, device=device,
         chunk=cfg.query_chunk,
@@ -314,15 +347,43 @@ def run_knn(
         train_f, train_y, test_f, test_y, cfg.ks_weighted, cfg.temperature, num_classes=num_classes,
         device=device, chunk=cfg.query_chunk,
     )
+    return {"majority": majority, "weighted": weighted}
+
+
+def run_knn(
+    ckpt: str | None,
+    data: str,
+    out: str | Path,
+    cfg: KNNConfig = KNNConfig(),
+    device: str | torch.device | None = None,
+    preset: str | None = None,
+) -> dict[str, float]:
+    """`stars eval knn`: features of both splits of `data`, majority and weighted kNN on the test split,
+    and (cfg.raw_baseline) the raw-coordinate baseline beside them with the `below_raw_baseline` flag.
+
+    Writes to `out`: metrics.json (top-1 % per classifier and k), config.yaml, run.json, and
+    predictions_{majority,weighted}_k{k}.npy + labels.npy (for the confusion matrix).
+    """
+    out = Path(out)
+    device = resolve_device(device)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed, data=data)
+    train, test = load_split(data, "train"), load_split(data, "test")
+    train_f, train_y = extract_features(encoder, train, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
+    test_f, test_y = extract_features(encoder, test, cfg.crop, cfg.batch_size, device, precision=cfg.precision)
+    num_classes = max(train.num_classes, test.num_classes)
+    outcomes = _outcomes(train_f, train_y, test_f, test_y, cfg, num_classes, device)
     metrics: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
-    for name, outcome in (("majority", majority), ("weighted", weighted)):
+    for name, outcome in outcomes.items():
         for k, acc in outcome.top1.items():
             metrics[f"{name}_k{k}"] = acc
             if outcome.k_used[k] != k:
                 metrics[f"{name}_k{k}_used"] = outcome.k_used[k]
             np.save(out / f"predictions_{name}_k{k}.npy", outcome.predictions[k])
     np.save(out / "labels.npy", test_y)
+    if cfg.raw_baseline:
+        metrics.update(raw_coordinate_knn(data, encoder.cfg.num_frames, cfg, device, splits=(train, test)))
+        metrics["below_raw_baseline"] = below_raw_baseline(metrics)
     write_result(
         out, "knn", metrics, cfg, data, cfg.seed, device,
         encoder=info, num_train=len(train), num_test=len(test), feature_dim=int(train_f.shape[1]),
@@ -332,5 +393,6 @@ def run_knn(
 
 __all__ = [
     "KNNConfig", "KNN_PRESETS", "KNNOutcome", "nearest_neighbours", "knn_majority", "knn_weighted",
-    "knn_weighted_leave_one_out", "knn_monitor", "run_knn",
+    "knn_weighted_leave_one_out", "knn_monitor", "run_knn", "raw_coordinate_features", "raw_coordinate_knn",
+    "below_raw_baseline",
 ]

@@ -160,7 +160,7 @@ def run_linear(
     Writes metrics.json, config.yaml, run.json (+ metrics.csv, checkpoints, test predictions) to `out`.
     """
     device = resolve_device(device)
-    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, seed=cfg.seed, data=data)
     train, test = load_split(data, "train"), load_split(data, "test")
     metrics = train_linear_probe(encoder, train, test, out, cfg, device, resume=resume, stop_after=stop_after)
     if metrics and dist.is_main_process():

@@ -140,7 +140,8 @@ def run_semi(
                 result = ProtocolResult.load(folder)
             else:
                 run_cfg = dataclasses.replace(cfg.finetune, seed=seed)
-                encoder, info = load_encoder_for_eval(ckpt, preset, device, drop_path=run_cfg.drop_path, seed=seed)
+                encoder, info = load_encoder_for_eval(ckpt, preset, device, drop_path=run_cfg.drop_path, seed=seed,
+                                                      data=data)
                 if dist.is_main_process():
                     folder.mkdir(parents=True, exist_ok=True)
                     np.save(folder / "labelled_indices.npy", labelled)

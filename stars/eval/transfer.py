@@ -92,7 +92,8 @@ def run_transfer(
     device = resolve_device(device)
     inner = cfg.finetune if cfg.protocol == "finetune" else cfg.linear
     drop_path = cfg.finetune.drop_path if cfg.protocol == "finetune" else 0.0
-    encoder, info = load_encoder_for_eval(ckpt, preset, device, drop_path=drop_path, seed=inner.seed)
+    encoder, info = load_encoder_for_eval(ckpt, preset, device, drop_path=drop_path, seed=inner.seed,
+                                          data=target_data)
     layouts = check_transfer_layouts(source_data, target_data, encoder)
     train, test = load_split(target_data, "train"), load_split(target_data, "test")
     if cfg.protocol == "finetune":

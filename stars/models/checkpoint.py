@@ -5,7 +5,9 @@ Formats recognised by `detect_format`:
 * "stars" (ours): `{"format": "stars", "kind": "encoder" | "mamp" | "mae" | "nnclr" | ..., "model": state_dict,
   "config": dict, ...}`. The state dict is either flat (encoder and MAMP models: `joints_embed.*`, `blocks.*`,
   ...) or, for models that wrap the encoder (`Classifier`, stage-2 methods), prefixed with `encoder.`.
-  `config["encoder"]`, when present, holds the `EncoderConfig` fields.
+  `config["encoder"]`, when present, holds the `EncoderConfig` fields; `data`, when present, the joint
+  layout and person count of the dataset it was trained on (`data_record`), checked against the data
+  it is tuned or evaluated on (`check_checkpoint_data`).
   Stage-2 models keep their head as `head.*` (ProjectorPredictor names) and their memory bank as the
   `FeatureQueue` buffers `queue.features` (K, D), `queue.ptr` and `queue.ids` (K,).
 * "mamp-official": a dict with key "model" holding the flat MAMP state dict (encoder + `decoder*` +
@@ -32,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stars.data.layouts import SkeletonLayout, layout_from_dict
 from stars.io import atomic_torch_save
 from stars.models.encoder import EncoderConfig
 
@@ -318,3 +321,39 @@ def encoder_config_from_checkpoint(
     ):
         return EncoderConfig.from_dict(dict(obj["config"]["encoder"]))
     return encoder_config_from_state(extract_encoder_state(obj), num_heads=num_heads)
+
+
+def data_record(layout: SkeletonLayout, num_persons: int) -> dict[str, Any]:
+    """What a checkpoint says about its training data's skeletons (stored in its `data` entry beside the
+    dataset fingerprint): `{"layout": layout.to_dict(), "num_persons": M}`."""
+    return {"layout": layout.to_dict(), "num_persons": int(num_persons)}
+
+
+def check_checkpoint_data(
+    obj: Mapping[str, Any], layout: SkeletonLayout, num_persons: int, source: str = "checkpoint", data: str = "data"
+) -> None:
+    """CheckpointError unless the data has the joints the checkpoint was trained on (by name, in order).
+
+    Checkpoints without a `data` record (official ones, older ones) are checked by joint count only, when
+    the encoder is built. A different person count is allowed (persons are folded into the batch) and
+    warned about, since pooled features then average over another number of persons.
+    """
+    import warnings
+
+    record = obj.get("data") if isinstance(obj, Mapping) else None
+    if not isinstance(record, Mapping) or "layout" not in record:
+        return
+    trained = layout_from_dict(dict(record["layout"]))
+    if not trained.same_joints(layout):
+        raise CheckpointError(
+            f"{source} was trained on layout {trained.name!r} ({trained.num_joints} joints: "
+            f"{', '.join(trained.joints[:4])}, ...) but {data} uses layout {layout.name!r} ({layout.num_joints} "
+            f"joints: {', '.join(layout.joints[:4])}, ...); joints are tokens with learned embeddings, so "
+            "prepare the data in the checkpoint's layout (same joints, same order)"
+        )
+    persons = int(record.get("num_persons", num_persons))
+    if persons != num_persons:
+        warnings.warn(
+            f"{source} was trained on {persons}-person data, {data} has {num_persons} persons per sample",
+            stacklevel=2,
+        )

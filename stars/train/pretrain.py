@@ -6,6 +6,8 @@
 Defaults are the paper's (§4.4 of the reference): AdamW (0.9, 0.95), weight decay 0.05 on >=2-D
 weights only, lr 1e-3 -> 5e-4 with 20 warm-up epochs and a per-iteration half-cosine, 400 epochs,
 global batch 128, crop [0.5, 1] + resize to 120 frames + random rotation of +-0.3 rad.
+The encoder's joint count comes from the dataset file; the batch and the minimum crop are adapted
+(with a warning naming the key) when the training split is small (`stars.train.data_fit`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,22 @@ import torch
 from stars import dist
 from stars.config import apply_overrides, to_dict
 from stars.data.augment import AugmentConfig
-from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
-from stars.data.npz import load_split
+from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
+from stars.data.npz import SkeletonSplit, load_split, read_header
 from stars.io import content_fingerprint, resume_history, write_run_info
 from stars.methods.param_groups import pretrain_param_groups
+from stars.models.checkpoint import data_record
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig
 from stars.models.mamp import MAMPConfig, MaskedMotionModel
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
 from stars.rundir import run_folder
+from stars.train.data_fit import (
+    adapt_batch_size,
+    adapt_min_crop_length,
+    check_joint_override,
+    encoder_for_layout,
+    report,
+)
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 
@@ -44,6 +54,7 @@ class PretrainConfig:
     crop_interval: tuple[float, float] = (0.5, 1.0)  # random temporal crop ratio
     min_crop_length: int = 64  # frames, before resizing
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(random_rot=0.3))
+    adapt_to_data: bool = True  # shrink batch / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
         if self.dataset_preset != "auto" and self.dataset_preset not in DATASET_RECIPES:
@@ -85,6 +96,22 @@ def pretrain_preset(method: str = "mamp", preset: str = "paper") -> PretrainConf
     return cfg
 
 
+def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
+                where: str = "pretrain") -> tuple[PretrainConfig, list[str]]:
+    """The config for this training split: the encoder's joints from its layout, and the batch and
+    minimum crop adapted to a small dataset (`stars.train.data_fit`). -> (config, adaptation texts)."""
+    if not cfg.adapt_to_data:
+        return dataclasses.replace(cfg, encoder=encoder_for_layout(cfg.encoder, split.layout)), []
+    batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
+    _, lengths = valid_spans(split.x)
+    crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, lengths, cfg.crop_interval[0])
+    cfg = dataclasses.replace(
+        cfg, encoder=encoder_for_layout(cfg.encoder, split.layout), min_crop_length=crop,
+        run=dataclasses.replace(cfg.run, batch_size=batch),
+    )
+    return cfg, report([batch_note, crop_note], where)
+
+
 def resolve_pretrain_config(method: str, preset: str, data: str | Path | None, overrides=()) -> PretrainConfig:
     """Method and size preset, then the dataset's recipe (`stars.recipes`: decoder depth and motion-aware
     tau per dataset), then the user's overrides; `dataset_preset` holds the recipe used."""
@@ -119,11 +146,7 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
     if cfg.run.batch_size % world:
         raise ValueError(f"global batch {cfg.run.batch_size} is not divisible by {world} processes")
     split = load_split(data, "train")
-    if split.layout.num_joints != cfg.encoder.num_joints:
-        raise ValueError(
-            f"{data}: {split.layout.num_joints} joints ({split.layout.name}) but the encoder expects "
-            f"{cfg.encoder.num_joints}; set encoder.num_joints={split.layout.num_joints}"
-        )
+    cfg, adapted = fit_to_data(cfg, split, world, str(data))
     train = DeviceSplit.from_split(split, info.device)
     loader = BatchLoader(
         train,
@@ -151,7 +174,7 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
         kind=cfg.method,
         config=cfg,
         info=info,
-        data={"dataset_sha256": content_fingerprint(data)},
+        data={"dataset_sha256": content_fingerprint(data), **data_record(split.layout, split.num_persons)},
     )
     resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
@@ -159,13 +182,14 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
         resumes = resume_history(out, epoch, trainer.resume_changes)
     if dist.is_main_process():
         write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
-                       num_train=len(split), data=trainer.data, resumes=resumes)
+                       num_train=len(split), data=trainer.data, resumes=resumes, adapted_to_data=adapted)
     trainer.fit()
     return out / FINAL_NAME
 
 
 def main(args) -> int:
     overrides = list(args.overrides)
+    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = resolve_pretrain_config(args.method, args.preset, args.data, overrides)

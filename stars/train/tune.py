@@ -23,8 +23,9 @@ import torch
 from stars import dist
 from stars.config import apply_overrides
 from stars.data.augment import AugmentConfig
-from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit
-from stars.data.npz import load_split
+from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
+from stars.data.layouts import SkeletonLayout
+from stars.data.npz import SkeletonSplit, load_split, read_header
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
 from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
@@ -34,6 +35,8 @@ from stars.methods.moco import MoCo
 from stars.methods.nnclr import NNCLR
 from stars.methods.param_groups import partial_tuning_groups
 from stars.models.checkpoint import (
+    check_checkpoint_data,
+    data_record,
     detect_format,
     encoder_config_from_checkpoint,
     extract_stars_head_and_queue,
@@ -45,6 +48,14 @@ from stars.models.heads import ProjectorPredictor, stars_weights_init
 from stars.models.mamp import MAMPConfig
 from stars.recipes import DATASET_RECIPES, recipe_overrides, resolve_dataset_preset
 from stars.rundir import run_folder
+from stars.train.data_fit import (
+    adapt_batch_size,
+    adapt_min_crop_length,
+    adapt_queue_size,
+    check_joint_override,
+    encoder_for_layout,
+    report,
+)
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
 METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -120,6 +131,7 @@ class TuneConfig:
     # AdamW weight decay on >=2-D weights only ("matrices"), or on every optimised parameter ("all"; the
     # official processors passed no weight_decay, so PyTorch's 0.01 applied to everything)
     weight_decay_scope: str = "matrices"
+    adapt_to_data: bool = True  # shrink batch / queue / minimum crop that a small training split cannot use (warned)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -203,17 +215,27 @@ def _tuned_blocks(spec: str, depth: int):
         raise ValueError(f"tuned_blocks: {spec!r} is not second_half, all, none or block indices") from None
 
 
-def _load_init(init: str | None, cfg: TuneConfig):
-    """-> (checkpoint object or None, encoder config)."""
+def _load_init(init: str | None, cfg: TuneConfig, layout: SkeletonLayout | None = None, num_persons: int = 1,
+               data: str = "data"):
+    """-> (checkpoint object or None, encoder config). Without `init` the encoder takes the layout's joint
+    count; with it, the checkpoint's recorded layout must match (`check_checkpoint_data`)."""
     if init is None:
-        return None, cfg.encoder
+        return None, cfg.encoder if layout is None else encoder_for_layout(cfg.encoder, layout)
     obj = load_checkpoint_file(init)
+    if layout is not None:
+        check_checkpoint_data(obj, layout, num_persons, str(init), data)
     return obj, encoder_config_from_checkpoint(obj, num_heads=cfg.encoder.num_heads)
 
 
-def build_model(cfg: TuneConfig, init: str | None):
-    """The method's module with stage-1 weights loaded, and its optimiser groups."""
-    obj, enc_cfg = _load_init(init, cfg)
+def build_model(cfg: TuneConfig, init: str | None, split: SkeletonSplit | None = None):
+    """The method's module with stage-1 weights loaded, and its optimiser groups.
+
+    split: the training data; its layout sets the joints of an encoder trained from scratch and is
+    checked against the layout a checkpoint records."""
+    if split is None:
+        obj, enc_cfg = _load_init(init, cfg)
+    else:
+        obj, enc_cfg = _load_init(init, cfg, split.layout, split.num_persons, split.path or split.name)
     enc_cfg = dataclasses.replace(enc_cfg, drop_path_rate=0.0)
     if cfg.method == "mamp-nnclr":
         encoder = MaskedMotionEncoder(enc_cfg, cfg.mamp)
@@ -337,8 +359,9 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         else:
             monitor_parts = (split.subset(held), None)
     test_split = load_split(data, "test") if (cfg.report_test_max or cfg.select == "test") else None
+    cfg, adapted = fit_to_data(cfg, train_split, world, str(data))
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
-    model, heads, encoder = build_model(cfg, init)
+    model, heads, encoder = build_model(cfg, init, split)
     enc_cfg = encoder.cfg
     if enc_cfg.num_joints != split.layout.num_joints:
         raise ValueError(
@@ -360,7 +383,8 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         rank=info.rank,
         world_size=world,
     )
-    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None}
+    data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None,
+               **data_record(split.layout, split.num_persons)}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
     kind = "stars" if cfg.method in ("stars", "stars-3stage") else cfg.method
     after_step = _teacher_update(cfg, cfg.run.epochs, len(loader))
@@ -416,13 +440,31 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
                        num_monitor=len(monitor_parts[1] or monitor_parts[0]) if monitor_parts else 0,
                        monitor="none" if monitor_parts is None else (
                            "held-out" if monitor_parts[1] is not None else "leave-one-out"),
-                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes)
+                       encoder=dataclasses.asdict(enc_cfg), data=data_id, resumes=resumes, adapted_to_data=adapted)
     trainer.fit()
     if test_split is not None and dist.is_main_process():
         write_test_max(out)
     if cfg.select in ("monitor", "test") and (out / "best.pt").exists():
         return out / "best.pt"
     return out / FINAL_NAME
+
+
+def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
+                where: str = "tune") -> tuple[TuneConfig, list[str]]:
+    """The config for this training split (`stars.train.data_fit`): the batch, the queue and (for random
+    crops) the minimum crop adapted to a small dataset. -> (config, adaptation texts)."""
+    if not cfg.adapt_to_data:
+        return cfg, []
+    batch, batch_note = adapt_batch_size(cfg.run.batch_size, len(split), world_size)
+    queue, queue_note = (cfg.queue_size, None)
+    if cfg.method != "dino":
+        queue, queue_note = adapt_queue_size(cfg.queue_size, len(split), batch)
+    crop, crop_note = (cfg.min_crop_length, None)
+    if len(cfg.crop_interval) == 2:
+        crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, valid_spans(split.x)[1], cfg.crop_interval[0])
+    cfg = dataclasses.replace(cfg, queue_size=queue, min_crop_length=crop,
+                              run=dataclasses.replace(cfg.run, batch_size=batch))
+    return cfg, report([batch_note, queue_note, crop_note], where)
 
 
 def monitor_features(module, kind: str):
@@ -499,6 +541,7 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
 
 def main(args) -> int:
     overrides = list(args.overrides)
+    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = resolve_tune_config(args.method, args.preset, args.data, overrides)
