@@ -25,7 +25,7 @@ EXPECTED = {
     "headline", "table01_semi_supervised", "table03_dino_local_views", "table04_mamp_plus_nnclr",
     "table05_nnclr_from_scratch", "table07_mae_vs_mamp_knn", "table08_mae_vs_mamp_fewshot",
     "table09_batch_size", "table10_layer_decay", "table11_params_macs", "appendix_a_three_stage",
-    "tuning_strategies", "figure2_tsne", "figure3_confusion",
+    "tuning_strategies", "figure2_tsne", "figure3_confusion", "transfer_ntu60_to_pku",
 }
 
 
@@ -261,11 +261,12 @@ def test_encoder_recipes_chain_stages_and_apply_overrides_to_the_last_only():
 
     exp = RecordingExperiment()
     assert encoder_checkpoint(exp, "STARS-MAE", "xview", alpha=1.0) == "tune-stars-xview.pt"
+    shared = {"report_test_max": True}  # TUNE_DEFAULTS: the tuning runs record their test KNN per epoch
     assert exp.calls == [("pretrain", "mae", None, "xview", {}),
-                         ("tune", "stars", "pretrain-mae-xview.pt", "xview", {"alpha": 1.0})]
+                         ("tune", "stars", "pretrain-mae-xview.pt", "xview", {**shared, "alpha": 1.0})]
     exp.calls.clear()
     encoder_checkpoint(exp, "NNCLR (scratch)", "xsub")
-    assert exp.calls == [("tune", "nnclr", None, "xsub", {})]
+    assert exp.calls == [("tune", "nnclr", None, "xsub", shared)]
     with pytest.raises(ValueError, match="unknown encoder 'BYOL'"):
         encoder_checkpoint(exp, "BYOL")
 
