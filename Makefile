@@ -11,6 +11,7 @@ DATA ?=
 JOBS ?= 1
 NB ?=
 P ?=
+OUT ?=
 PY ?= $(BIN)/python
 OFFICIAL ?=
 export JUPYTER_PLATFORM_DIRS := 1
@@ -31,12 +32,12 @@ setup: $(BIN)/python  ## create .venv, install torch + the package (editable) + 
 	$(BIN)/python -m ipykernel install --user --name stars --display-name "Python (stars)"
 	@echo "set-up done: $(BIN)/stars --help"
 
-tables:  ## run every notebook with papermill (PROFILE=smoke|demo|real|paper, DATA=DIR, SET="scope:key=value ...") into results/PROFILE/
+tables:  ## run every notebook into results/PROFILE/ (PROFILE=smoke: ~5 min on 2 cores | demo | real | paper, DATA=DIR, SET="scope:key=value ...")
 	$(if $(SET),STARS_OVERRIDES="$(SET)") $(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
 
-notebook:  ## run one notebook: make notebook NB=table09_batch_size P='batch_sizes=[8,48] seed=1' [PROFILE=...]
+notebook:  ## run one notebook: make notebook NB=table09_batch_size P='batch_sizes=[8,48] seed=1' [PROFILE=...] [OUT=DIR]
 	@test -n "$(NB)" || { echo "NB=<name> is required; the notebooks: $$($(BIN)/python -m stars.notebooks list | tr '\n' ' ')"; exit 2; }
-	$(BIN)/python -m stars.notebooks run $(NB) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(foreach p,$(P),--set '$(p)')
+	$(BIN)/python -m stars.notebooks run $(NB) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT)) $(foreach p,$(P),--set '$(p)')
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q

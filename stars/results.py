@@ -201,9 +201,15 @@ def consistency_problems(folder: str | Path) -> list[str]:
     return problems
 
 
+def _is_timing(column: str) -> bool:
+    """A column of wall times ("tuning time (s)"): it differs between runs by nature, so not compared."""
+    return "time" in column and "(s)" in column
+
+
 def compare_results(first: str | Path, second: str | Path) -> pd.DataFrame:
     """Table by table, how far the numbers of two results folders differ (the determinism check: the same
-    `make tables` twice, with `--out`). Columns: table, cells (numeric cells compared), differing,
+    `make tables` twice, with `--out`; wall-time columns are skipped). Columns: table, cells (numeric cells
+    compared), differing,
     max_abs_diff, and the first differing cell as "row / column: a vs b"."""
     rows = []
     for path in sorted(Path(first).glob("*.csv")):
@@ -217,7 +223,8 @@ def compare_results(first: str | Path, second: str | Path) -> pd.DataFrame:
             rows.append({"table": path.stem, "cells": 0, "differing": None, "max_abs_diff": None,
                          "example": f"shapes differ: {a.shape} vs {b.shape}"})
             continue
-        numeric = [c for c in a.columns if a[c].dtype.kind in "if" and b[c].dtype.kind in "if"]
+        numeric = [c for c in a.columns if a[c].dtype.kind in "if" and b[c].dtype.kind in "if"
+                   and not _is_timing(c)]
         diff = (a[numeric] - b[numeric]).abs()
         changed = diff.fillna(0) > 0
         example = ""

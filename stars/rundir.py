@@ -6,8 +6,8 @@ goes through `run_folder`:
 * a lock (`OUT/.stars.lock`, `fcntl.flock`): a second process on the same folder fails at once,
   naming the holder. The kernel drops the lock when its process dies, so the lock of a killed run
   is taken over by the next one; the file only records who held it last.
-* a folder that already holds a run is refused unless `--resume` (continue it) or `--overwrite`
-  (delete that run's files first) is given;
+* a folder that already holds a run (run files in it or in its parts, RUN_PARTS) is refused unless
+  `--resume` (continue it) or `--overwrite` (delete that run's files and parts first) is given;
 * an input (`--init`, `--ckpt`) inside the folder is refused: the run would replace it;
 * temporary files left by a killed writer are deleted (`stars.io.remove_orphan_files`), which is
   only safe while the lock is held.
@@ -33,8 +33,10 @@ from stars.io import remove_orphan_files
 LOCK_NAME = ".stars.lock"
 # files whose presence means "this folder holds a run"
 RUN_MARKERS = ("config.yaml", "run.json", "metrics.csv", "metrics.json", "checkpoint-last.pt", "final.pt")
-# what --overwrite deletes: files of these kinds, and sub-folders that hold a run themselves
-RUN_FILE_SUFFIXES = (".pt", ".npy", ".csv", ".json", ".yaml", ".png", ".pdf", ".svg", ".txt")
+# sub-folders a run writes as parts of itself: the head phase of two-step tuning, the semi-supervised runs
+RUN_PARTS = ("head", "fraction_*")
+# what --overwrite deletes: files of these kinds and the run's parts (other files and folders stay)
+RUN_FILE_SUFFIXES = (".pt", ".npy", ".csv", ".json", ".yaml", ".png", ".pdf", ".svg")
 
 
 class RunFolderError(ValueError):
@@ -103,14 +105,16 @@ class RunLock:
         self.release()
 
 
-def holds_run(folder: str | os.PathLike, depth: int = 1) -> bool:
-    """Whether `folder` (or one of its sub-folders, `depth` levels down) holds a run's files."""
+def _parts(folder: Path) -> list[Path]:
+    return [p for pattern in RUN_PARTS for p in folder.glob(pattern) if p.is_dir() and not p.is_symlink()]
+
+
+def holds_run(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a run's files, in itself or in its parts (RUN_PARTS)."""
     folder = Path(folder)
     if any((folder / name).exists() for name in RUN_MARKERS):
         return True
-    if depth > 0 and folder.is_dir():
-        return any(holds_run(sub, depth - 1) for sub in folder.iterdir() if sub.is_dir() and not sub.is_symlink())
-    return False
+    return any(path.name in RUN_MARKERS for part in _parts(folder) for path in part.rglob("*"))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -122,16 +126,12 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def delete_run(folder: Path) -> None:
-    """What --overwrite deletes: the run's files (by kind) and, in a run folder, the sub-folders that hold
-    runs (semi-supervised splits, the 3-stage head phase); other files stay."""
-    top = holds_run(folder, depth=0)
+    """What --overwrite deletes: the run's files (by kind) and its parts (RUN_PARTS); other files and
+    folders (an evaluation kept inside a training run's folder, say) stay."""
+    for part in _parts(folder):
+        shutil.rmtree(part)
     for entry in folder.iterdir():
-        if entry.name == LOCK_NAME:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            if (top or entry.name == "head") and holds_run(entry):
-                shutil.rmtree(entry)
-        elif entry.suffix in RUN_FILE_SUFFIXES:
+        if entry.is_file() and entry.suffix in RUN_FILE_SUFFIXES:
             entry.unlink()
 
 

@@ -334,10 +334,27 @@ def test_overwrite_replaces_a_run_and_keeps_other_files(data, tmp_path):
             "--set", "run.epochs=1", "--set", "run.batch_size=32"]
     assert main(args) == 0
     (out / "notes.md").write_text("mine")
+    (out / "knn").mkdir()
+    (out / "knn" / "metrics.json").write_text("{}")  # an evaluation kept inside: another run, kept
+    (out / "head").mkdir()
+    (out / "head" / "metrics.csv").write_text("epoch\n0\n")  # a part of the run (two-step head phase)
     (out / "checkpoint-last.pt").unlink()
     assert main([*args, "--overwrite"]) == 0
-    assert (out / "notes.md").read_text() == "mine" and (out / "checkpoint-last.pt").exists()
+    assert (out / "notes.md").read_text() == "mine" and (out / "knn" / "metrics.json").exists()
+    assert not (out / "head").exists() and (out / "checkpoint-last.pt").exists()
     assert metric_epochs(out) == ["0"]
+
+
+def test_a_folder_holds_a_run_when_it_or_its_parts_hold_run_files(tmp_path):
+    from stars.rundir import holds_run
+
+    (tmp_path / "other" / "run").mkdir(parents=True)
+    (tmp_path / "other" / "run" / "final.pt").write_bytes(b"")
+    assert not holds_run(tmp_path / "other")  # a folder of runs is not a run
+    semi = tmp_path / "semi" / "fraction_0.1" / "seed_0"
+    semi.mkdir(parents=True)
+    (semi / "metrics.csv").write_text("epoch\n")
+    assert holds_run(tmp_path / "semi")  # a killed semi-supervised evaluation
 
 
 def test_prepare_refuses_another_preparation_in_its_folder(raw, tmp_path, capsys):

@@ -127,7 +127,7 @@ def test_paper_profile_applies_the_released_switches_and_needs_all_four_files(tm
     from stars.experiments import Experiment
 
     exp = Experiment.__new__(Experiment)
-    exp.profile, exp.progress = shortened, False
+    exp.profile, exp.progress, exp.seed = shortened, False, 0
     items = exp._overrides("eval", "linear", {"epochs": 100})
     assert items.index("epochs=2") > items.index("epochs=100")  # applied after the notebook's own value
     monkeypatch.setenv("STARS_OVERRIDES", "tuen:run.epochs=1")

@@ -72,12 +72,12 @@ def test_compare_results_reports_the_cells_that_differ(tmp_path, capsys):
     b.mkdir()
     (a / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,55.08\n")
     (b / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,54.83\n")
-    (a / "u.csv").write_text("x\n1.0\n")
-    (b / "u.csv").write_text("x\n1.0\n")
+    (a / "u.csv").write_text("x,tuning time (s)\n1.0,3.5\n")
+    (b / "u.csv").write_text("x,tuning time (s)\n1.0,4.5\n")
     table = compare_results(a, b).set_index("table")
     assert table.loc["t", "differing"] == 1 and table.loc["t", "max_abs_diff"] == pytest.approx(0.25)
     assert table.loc["t", "example"] == "row 1 / KNN: 55.08 vs 54.83"
-    assert table.loc["u", "differing"] == 0
+    assert table.loc["u", "differing"] == 0 and table.loc["u", "cells"] == 1  # wall times are not compared
     assert main(["compare", str(a), str(b)]) == 1
     (b / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,55.08\n")
     assert main(["compare", str(a), str(b)]) == 0
