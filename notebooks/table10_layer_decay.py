@@ -36,7 +36,7 @@ import pandas as pd
 
 from stars.experiments import start_notebook
 from stars.parameters import require
-from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value
+from stars.tables import encoder_checkpoint, evaluation, knn_baseline_note, metric, paper_source, paper_value
 from stars.train.tune import tune_preset
 
 params, exp = start_notebook("table10_layer_decay", globals())
@@ -53,10 +53,13 @@ for alpha in params.alphas:
                  "KNN k=10": metric(evaluation(exp, "knn", ckpt, params.dataset), "majority_k10"),
                  "paper": paper_value("table10_layer_decay", alpha)})
 table = pd.DataFrame(rows)
+baselines = knn_baseline_note(exp, {params.dataset: dict(zip(table["setting"], table["KNN k=10"], strict=True))},
+                              "majority_k10")
+print(baselines)
 
 # %%
 exp.table(
     table, "Table 10 — tuning strength α (KNN, k=10)", roles=[params.dataset],
     notes=(f"Top-1 %, cosine KNN with k = 10 (uniform vote). Tuned blocks: {params.tuned_blocks}. "
-           f"{paper_source('table10_layer_decay')}"),
+           f"{baselines} {paper_source('table10_layer_decay')}"),
 )

@@ -85,3 +85,15 @@ def test_tables_report_the_baselines_and_name_encoders_below_raw():
     note = below_baseline_note(table, "KNN k=1", baselines)
     assert note == "Below the raw-coordinate baseline (KNN k=1): MAMP XSub (40.0 < 85.5)."
     assert below_baseline_note(table.iloc[1:], "KNN k=1", baselines) == ""
+
+
+def test_knn_baseline_note_for_tables_of_settings():
+    from stars.tables import knn_baseline_note
+
+    class FakeExperiment:
+        def evaluate(self, protocol, ckpt, dataset, **overrides):
+            return {"protocol": "knn", "metrics": {"majority_k10": 20.0, "raw_majority_k10": 50.0}}
+
+    note = knn_baseline_note(FakeExperiment(), {"xsub": {"alpha 0.45": 55.0, "alpha 1.0": 45.0}}, "majority_k10")
+    assert note == ("KNN baselines (majority_k10): XSub random init 20.0 %, raw coordinates 50.0 %. "
+                    "Below the raw-coordinate baseline: alpha 1.0 XSub (45.0 < 50.0).")
