@@ -277,9 +277,15 @@ def test_lock_is_exclusive_across_processes_reentrant_within_one_and_freed_by_de
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
             RunLock(folder).acquire()
+        import numpy as np
+
+        from stars.data.npz import save_dataset
+
+        data = str(save_dataset(tmp_path / "x.npz", np.ones((4, 8, 150)), np.arange(4) % 2, np.ones((2, 8, 150)),
+                                np.arange(2), num_classes=2))  # a valid file: tune checks --data before the lock
         for argv in (["prepare", "ntu60", "--raw", str(tmp_path), "--out", str(folder)],
-                     ["eval", "knn", "--data", "x.npz", "--out", str(folder), "--resume"],
-                     ["tune", "nnclr", "--data", "x.npz", "--out", str(folder), "--resume"]):
+                     ["eval", "knn", "--data", data, "--out", str(folder), "--resume"],
+                     ["tune", "nnclr", "--data", data, "--out", str(folder), "--resume"]):
             assert main(argv) == 2
             assert f"is in use by pid {holder.pid}" in capsys.readouterr().err
     finally:

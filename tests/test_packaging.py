@@ -64,7 +64,13 @@ def test_cli_rejects_unknown_option(capsys):
 
 
 def test_cli_rejects_mistyped_override(tmp_path, capsys):
-    code = main(["pretrain", "mamp", "--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "o"),
+    import numpy as np
+
+    from stars.data.npz import save_dataset
+
+    data = save_dataset(tmp_path / "x.npz", np.ones((4, 8, 150)), np.arange(4) % 2, np.ones((2, 8, 150)),
+                        np.arange(2), num_classes=2)
+    code = main(["pretrain", "mamp", "--data", str(data), "--out", str(tmp_path / "o"),
                  "--set", "optim.lrr=1"])
     assert code == 2
     assert "optim.lrr" in capsys.readouterr().err
