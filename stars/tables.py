@@ -191,6 +191,24 @@ def knn_baseline_note(exp, values: Mapping[str, Mapping[str, float]], key: str =
     return f"{note} Below the raw-coordinate baseline: {'; '.join(below)}." if below else note
 
 
+def learning_curve(exp, dataset: str = "xsub", epochs: tuple[int, ...] = (25, 50, 100),
+                   key: str = "majority_k1") -> pd.DataFrame:
+    """KNN (`key`) of MAMP and of STARS (default tuning from that MAMP) against MAMP's pretraining epochs.
+
+    Each epoch budget is its own MAMP run (`run.epochs`, so its learning-rate schedule spans that budget),
+    cached like every run; the run of the profile's default budget is the shared MAMP encoder.
+    -> columns "pretraining epochs", "MAMP", "STARS".
+    """
+    rows = []
+    for budget in epochs:
+        mamp = exp.pretrain("mamp", dataset, **{"run.epochs": int(budget)})
+        stars = exp.tune("stars", mamp, dataset)
+        rows.append({"pretraining epochs": int(budget),
+                     "MAMP": metric(evaluation(exp, "knn", mamp, dataset), key),
+                     "STARS": metric(evaluation(exp, "knn", stars, dataset), key)})
+    return pd.DataFrame(rows)
+
+
 def semi_key(fraction: float, statistic: str) -> str:
     """Metric name of the semi-supervised summary: (0.01, "mean") -> "fraction_0.01_mean"."""
     return f"fraction_{fraction:g}_{statistic}"
