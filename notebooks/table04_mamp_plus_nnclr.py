@@ -32,7 +32,15 @@ import pandas as pd
 
 from stars.experiments import start_notebook
 from stars.parameters import require
-from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value, role_title
+from stars.tables import (
+    encoder_checkpoint,
+    evaluation,
+    knn_baseline_note,
+    metric,
+    paper_source,
+    paper_value,
+    role_title,
+)
 
 params, exp = start_notebook("table04_mamp_plus_nnclr", globals())
 require(bool(params.datasets), "datasets: give at least one dataset role (xsub, xview)")
@@ -47,9 +55,12 @@ for name in ("MAMP", "STARS", "MAMP+NNCLR"):
         row[f"{role_title(role)} paper"] = paper_value("knn_k1", name, role)
     rows.append(row)
 table = pd.DataFrame(rows)
+baselines = knn_baseline_note(exp, {role: dict(zip(table["method"], table[role_title(role)], strict=True))
+                                    for role in params.datasets})
+print(baselines)
 
 # %%
 exp.table(
     table, "Table 4 — MAMP vs STARS vs MAMP + NNCLR (KNN, k=1)", roles=params.datasets,
-    notes=f"Top-1 %, cosine KNN with k = 1 on pooled features. {paper_source('knn_k1')}",
+    notes=f"Top-1 %, cosine KNN with k = 1 on pooled features. {baselines} {paper_source('knn_k1')}",
 )

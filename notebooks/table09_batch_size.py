@@ -33,7 +33,7 @@ import pandas as pd
 
 from stars.experiments import start_notebook
 from stars.parameters import require
-from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value
+from stars.tables import encoder_checkpoint, evaluation, knn_baseline_note, metric, paper_source, paper_value
 
 params, exp = start_notebook("table09_batch_size", globals())
 require(bool(params.batch_sizes) and min(params.batch_sizes) >= 2,
@@ -47,10 +47,13 @@ for batch in params.batch_sizes:
                  "KNN k=1": metric(evaluation(exp, "knn", ckpt, params.dataset), "majority_k1"),
                  "paper": paper_value("table09_batch_size", batch)})
 table = pd.DataFrame(rows)
+baselines = knn_baseline_note(exp, {params.dataset: {f"batch {b}": v for b, v in zip(table["batch size"],
+                                                                                       table["KNN k=1"], strict=True)}})
+print(baselines)
 
 # %%
 exp.table(
     table, "Table 9 — global batch size of STARS tuning (KNN, k=1)", roles=[params.dataset],
     notes=("Top-1 %, cosine KNN with k = 1. The run whose batch equals the profile's default is the shared "
-           f"STARS run. {paper_source('table09_batch_size')}"),
+           f"STARS run. {baselines} {paper_source('table09_batch_size')}"),
 )

@@ -38,7 +38,15 @@ import pandas as pd
 
 from stars.experiments import start_notebook
 from stars.parameters import require
-from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value, tuning_test_max
+from stars.tables import (
+    encoder_checkpoint,
+    evaluation,
+    knn_baseline_note,
+    metric,
+    paper_source,
+    paper_value,
+    tuning_test_max,
+)
 from stars.train.tune import tune_preset
 
 params, exp = start_notebook("table10_layer_decay", globals())
@@ -58,12 +66,15 @@ for alpha in params.alphas:
                  "KNN k=10 (uniform)": metric(result, "majority_k10"),
                  "paper": paper_value("table10_layer_decay", alpha)})
 table = pd.DataFrame(rows)
+baselines = knn_baseline_note(
+    exp, {params.dataset: dict(zip(table["setting"], table["KNN k=10 (uniform)"], strict=True))}, "majority_k10")
+print(baselines)
 
 # %%
 exp.table(
     table, "Table 10 — tuning strength α (KNN, k=10)", roles=[params.dataset],
     notes=("Top-1 %, cosine KNN with k = 10: weighted vote (the official monitor's, temperature 0.1) of the "
            "final encoder and its maximum over the tuning epochs (test split), and the uniform vote. "
-           f"Tuned blocks: {params.tuned_blocks}. "
+           f"Tuned blocks: {params.tuned_blocks}. {baselines} "
            f"{paper_source('table10_layer_decay')}"),
 )

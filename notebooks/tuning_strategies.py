@@ -38,7 +38,15 @@ import pandas as pd
 
 from stars.experiments import start_notebook
 from stars.parameters import require
-from stars.tables import encoder_checkpoint, evaluation, metric, paper_source, paper_value, tuning_test_max
+from stars.tables import (
+    encoder_checkpoint,
+    evaluation,
+    knn_baseline_note,
+    metric,
+    paper_source,
+    paper_value,
+    tuning_test_max,
+)
 
 params, exp = start_notebook("tuning_strategies", globals())
 require(bool(params.ks) and min(params.ks) >= 1, f"ks must be positive, got {list(params.ks)}")
@@ -56,12 +64,14 @@ for label, name in (("NNCLR (STARS)", "STARS"), ("MoCo", "MoCo"), ("DINO", "DINO
     row["weighted KNN (max over tuning epochs)"] = tuning_test_max(ckpt)
     rows.append(row)
 table = pd.DataFrame(rows)
+baselines = knn_baseline_note(exp, {params.dataset: dict(zip(table["tuning"], table["KNN k=1"], strict=True))})
+print(baselines)
 
 # %%
 exp.table(
     table, "Tuning strategies — NNCLR (STARS) vs MoCo vs DINO", roles=[params.dataset],
     notes=("Top-1 %, cosine KNN: uniform vote (k = 1) and weighted vote (temperature 0.1) of the final "
            "encoders; 'max over tuning epochs': the official monitor (weighted KNN of the test split, best "
-           "k of 10/20/40) at its best epoch. "
+           f"k of 10/20/40) at its best epoch. {baselines} "
            f"{paper_source('tuning_strategies')} '—': not in our reference documents."),
 )

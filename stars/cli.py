@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-PREPARE_TARGETS = ("ntu60", "ntu120", "pku1", "pku2", "nw-ucla", "utd-mhad", "synthetic")
+PREPARE_TARGETS = ("ntu60", "ntu120", "pku1", "pku2", "nw-ucla", "utd-mhad", "synthetic", "byo")
 PRETRAIN_METHODS = ("mamp", "mae")
 TUNE_METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
 DEBUG_ENV = "STARS_DEBUG"

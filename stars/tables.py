@@ -189,6 +189,42 @@ def below_baseline_note(table: pd.DataFrame, column: str, baselines: Mapping[str
     return f"Below the raw-coordinate baseline ({column}): {'; '.join(below)}."
 
 
+def knn_baseline_note(exp, values: Mapping[str, Mapping[str, float]], key: str = "majority_k1") -> str:
+    """The baselines as a sentence, for KNN tables whose rows are not methods per dataset.
+
+    values: dataset role -> {row label: the table's KNN accuracy (`key`) of that row}. -> "KNN baselines
+    (majority_k1): XSub random init 28.3 %, raw coordinates 61.0 %. Below the raw-coordinate baseline:
+    MAMP XSub (30.0 < 61.0)." (the second sentence only when a row is below).
+    """
+    parts, below = [], []
+    for role, rows in values.items():
+        baselines = knn_baselines(exp, role, key)
+        raw = baselines[RAW_BASELINE]
+        parts.append(f"{role_title(role)} random init {baselines[RANDOM_BASELINE]:.1f} %, raw coordinates {raw:.1f} %")
+        below += [f"{label} {role_title(role)} ({value:.1f} < {raw:.1f})" for label, value in rows.items()
+                  if np.isfinite(value) and value < raw]
+    note = f"KNN baselines ({key}): {'; '.join(parts)}."
+    return f"{note} Below the raw-coordinate baseline: {'; '.join(below)}." if below else note
+
+
+def learning_curve(exp, dataset: str = "xsub", epochs: tuple[int, ...] = (25, 50, 100),
+                   key: str = "majority_k1") -> pd.DataFrame:
+    """KNN (`key`) of MAMP and of STARS (default tuning from that MAMP) against MAMP's pretraining epochs.
+
+    Each epoch budget is its own MAMP run (`run.epochs`, so its learning-rate schedule spans that budget),
+    cached like every run; the run of the profile's default budget is the shared MAMP encoder.
+    -> columns "pretraining epochs", "MAMP", "STARS".
+    """
+    rows = []
+    for budget in epochs:
+        mamp = exp.pretrain("mamp", dataset, **{"run.epochs": int(budget)})
+        stars = exp.tune("stars", mamp, dataset)
+        rows.append({"pretraining epochs": int(budget),
+                     "MAMP": metric(evaluation(exp, "knn", mamp, dataset), key),
+                     "STARS": metric(evaluation(exp, "knn", stars, dataset), key)})
+    return pd.DataFrame(rows)
+
+
 def semi_key(fraction: float, statistic: str) -> str:
     """Metric name of the semi-supervised summary: (0.01, "mean") -> "fraction_0.01_mean"."""
     return f"fraction_{fraction:g}_{statistic}"

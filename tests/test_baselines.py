@@ -85,3 +85,41 @@ def test_tables_report_the_baselines_and_name_encoders_below_raw():
     note = below_baseline_note(table, "KNN k=1", baselines)
     assert note == "Below the raw-coordinate baseline (KNN k=1): MAMP XSub (40.0 < 85.5)."
     assert below_baseline_note(table.iloc[1:], "KNN k=1", baselines) == ""
+
+
+def test_knn_baseline_note_for_tables_of_settings():
+    from stars.tables import knn_baseline_note
+
+    class FakeExperiment:
+        def evaluate(self, protocol, ckpt, dataset, **overrides):
+            return {"protocol": "knn", "metrics": {"majority_k10": 20.0, "raw_majority_k10": 50.0}}
+
+    note = knn_baseline_note(FakeExperiment(), {"xsub": {"alpha 0.45": 55.0, "alpha 1.0": 45.0}}, "majority_k10")
+    assert note == ("KNN baselines (majority_k10): XSub random init 20.0 %, raw coordinates 50.0 %. "
+                    "Below the raw-coordinate baseline: alpha 1.0 XSub (45.0 < 50.0).")
+
+
+def test_learning_curve_trains_one_mamp_per_budget_and_tunes_each():
+    from stars.tables import learning_curve
+
+    class FakeExperiment:
+        def __init__(self):
+            self.calls = []
+
+        def pretrain(self, method, dataset, **overrides):
+            self.calls.append(("pretrain", method, dataset, overrides))
+            return f"mamp-{overrides['run.epochs']}.pt"
+
+        def tune(self, method, init, dataset, **overrides):
+            self.calls.append(("tune", method, init, dataset))
+            return f"stars-from-{init}"
+
+        def evaluate(self, protocol, ckpt, dataset, **overrides):
+            epochs = int(ckpt.split("mamp-")[1].split(".")[0])
+            return {"metrics": {"majority_k1": epochs / 10 + (1.0 if ckpt.startswith("stars") else 0.0)}}
+
+    exp = FakeExperiment()
+    curve = learning_curve(exp, "xview", (10, 40))
+    assert curve.to_dict("list") == {"pretraining epochs": [10, 40], "MAMP": [1.0, 4.0], "STARS": [2.0, 5.0]}
+    assert exp.calls == [("pretrain", "mamp", "xview", {"run.epochs": 10}), ("tune", "stars", "mamp-10.pt", "xview"),
+                         ("pretrain", "mamp", "xview", {"run.epochs": 40}), ("tune", "stars", "mamp-40.pt", "xview")]

@@ -212,7 +212,7 @@ def _docs_section_blocks() -> list[tuple[str, str]]:
 @pytest.mark.slow
 def test_docs_bring_your_own_examples_run_exactly_as_written(tmp_path, monkeypatch):
     blocks = _docs_section_blocks()
-    assert [kind for kind, _ in blocks] == ["python", "bash", "python"]
+    assert [kind for kind, _ in blocks] == ["python", "bash", "python", "bash", "python"]
     monkeypatch.chdir(tmp_path)
     for kind, code in blocks:
         if kind == "python":
@@ -224,6 +224,9 @@ def test_docs_bring_your_own_examples_run_exactly_as_written(tmp_path, monkeypat
     trained = load_checkpoint_file("runs/mine-stars/final.pt")
     assert trained["data"]["layout"]["name"] == "coco17" and trained["config"]["encoder"]["num_joints"] == 17
     assert load_split("my_dataset.npz", "train").layout.name == "kinect_v1_20"  # the last example's file
+    recordings = load_split("data/my_recordings.npz", "train")  # stars prepare byo
+    assert recordings.layout.name == "my15" and recordings.class_names == ("sit", "stand")
+    assert set(recordings.meta["subject"].tolist()) == {1, 2, 3} and np.abs(recordings.x).max() < 10  # metres
     metrics = json.loads(Path("runs/mine-knn/metrics.json").read_text())["metrics"]
     random = json.loads(Path("runs/random-knn/metrics.json").read_text())["metrics"]
     assert metrics["raw_majority_k1"] == random["raw_majority_k1"]  # the same baseline, any encoder
@@ -250,3 +253,17 @@ def test_valid_spans_skip_leading_and_keep_inner_untracked_frames():
     # the full-span crop of sample 0 starts at its first recorded frame (value 3) and ends at frame 7 (value 8)
     values = batch["x"][0, 0, :, 0, 0]
     assert values[0].item() == pytest.approx(3.0) and values[-1].item() == pytest.approx(8.0)
+
+
+def test_prepare_byo_errors_name_the_file_and_option(tmp_path, capsys):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.ones((5, 15, 3)))
+    (folder / "sequences.csv").write_text("file,label,subject\na.npy,x,one\n")
+    assert _run(f"stars prepare byo --raw {folder} --out {tmp_path} --set layout=openni15 "
+                "--set train_subjects=1") == 2
+    assert "line 2: subject 'one' is not an integer" in capsys.readouterr().err
+    assert _run(f"stars prepare byo --raw {folder} --out {tmp_path} --set train_subjects=1") == 2
+    assert "exactly one of --set layout=NAME" in capsys.readouterr().err
+    assert _run(f"stars prepare byo --raw {folder} --out {tmp_path} --set layout=openni15 --set units=mm") == 2
+    assert "unknown prepare option 'units'" in capsys.readouterr().err

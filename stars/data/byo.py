@@ -262,4 +262,77 @@ def import_sequences(
                         extent, notes)
 
 
-__all__ = ["UnitsWarning", "ImportReport", "map_labels", "centre_like_ntu", "import_sequences"]
+SEQUENCE_INDEX = "sequences.csv"  # file,label,subject[,split] per sequence, in a `stars prepare byo` folder
+CLASS_NAMES_FILE = "class_names.txt"  # optional: one class name per line, in label order
+
+
+def load_layout_file(path: str | os.PathLike) -> SkeletonLayout:
+    """A custom layout from JSON: {"name", "joints": [...], "parents": [...], "centre", "pairs": [[l, r], ...]}
+    (parents, centre and pairs by joint name or index; "pairs" optional: left_*/right_* names pair)."""
+    import json
+
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: not a readable layout JSON file ({err})") from err
+    missing = [k for k in ("name", "joints", "parents", "centre") if k not in spec]
+    if missing:
+        raise DatasetError(f"{path}: layout JSON needs the keys name, joints, parents, centre; missing {missing}")
+    from stars.data.layouts import custom_layout
+
+    try:
+        return custom_layout(spec["name"], spec["joints"], spec["parents"], spec["centre"], spec.get("pairs"))
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: {err}") from None
+
+
+def read_sequence_folder(folder: str | os.PathLike) -> dict:
+    """A `stars prepare byo` folder -> import_sequences arguments.
+
+    folder/sequences.csv has a header and one row per sequence: `file` (a .npy file of (T, V, 3) or
+    (T, M, V, 3) coordinates, relative to the folder), `label` (integer or name), `subject` (integer) and
+    optionally `split` (train or test). folder/class_names.txt, when present, names the classes in order.
+    -> {"sequences", "labels", "subjects"[, "is_train"][, "class_names"]}.
+    """
+    import csv
+
+    folder = Path(folder)
+    index = folder / SEQUENCE_INDEX
+    try:
+        with open(index, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"{index}: cannot read the sequence index ({err})") from err
+    if not rows or not {"file", "label", "subject"} <= set(rows[0]):
+        raise DatasetError(f"{index}: needs a header with the columns file, label, subject (and optionally split)")
+    sequences, labels, subjects, splits = [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        path = folder / row["file"]
+        try:
+            sequences.append(np.load(path, allow_pickle=False))
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"{index} line {line}: cannot read {path} ({err})") from err
+        try:
+            subjects.append(int(row["subject"]))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{index} line {line}: subject {row['subject']!r} is not an integer") from None
+        labels.append(row["label"].strip())
+        splits.append((row.get("split") or "").strip())
+    if all(label.lstrip("-").isdigit() for label in labels):
+        labels = [int(label) for label in labels]
+    out = {"sequences": sequences, "labels": labels, "subjects": subjects}
+    if any(splits):
+        bad = sorted({s for s in splits if s not in ("train", "test")})
+        if bad:
+            raise DatasetError(f"{index}: split must be train or test on every row, got {bad[0]!r}")
+        out["is_train"] = [s == "train" for s in splits]
+    names = folder / CLASS_NAMES_FILE
+    if names.exists():
+        out["class_names"] = [line.strip() for line in names.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return out
+
+
+__all__ = [
+    "UnitsWarning", "ImportReport", "map_labels", "centre_like_ntu", "import_sequences", "load_layout_file",
+    "read_sequence_folder",
+]

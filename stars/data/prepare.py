@@ -88,6 +88,21 @@ def _prepare(args) -> int:
         return 0
     if not args.raw:
         raise ValueError(f"prepare {target}: --raw DIR is required")
+    if target == "byo":
+        from stars.data.byo import import_sequences, load_layout_file, read_sequence_folder
+
+        opts = _options(args.overrides, {"layout": str, "layout_file": str, "train_subjects": list[int],
+                                         "test_subjects": list[int], "scale": float, "max_frames": int,
+                                         "min_frames": int, "label_base": int, "name": str})
+        raw = Path(_one_raw(args))
+        if ("layout" in opts) == ("layout_file" in opts):
+            raise ValueError("prepare byo: give the joint layout with exactly one of --set layout=NAME (built in) "
+                             "or --set layout_file=FILE.json (a custom layout)")
+        layout = load_layout_file(opts.pop("layout_file")) if "layout_file" in opts else opts.pop("layout")
+        report = import_sequences(out / f"{raw.resolve().name}.npz", layout=layout, **read_sequence_folder(raw),
+                                  **opts)
+        print(report)
+        return 0
     if target in ("ntu60", "ntu120"):
         from stars.data.ntu import prepare_ntu
 

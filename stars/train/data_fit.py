@@ -53,11 +53,17 @@ def encoder_for_layout(cfg: EncoderConfig, layout: SkeletonLayout) -> EncoderCon
     return dataclasses.replace(cfg, num_joints=layout.num_joints)
 
 
-def check_joint_override(overrides: list[str], layout: SkeletonLayout, data: str) -> None:
-    """ValueError when `--set encoder.num_joints=N` disagrees with the dataset file's layout."""
+def check_joint_override(overrides: list[str], data: str) -> None:
+    """ValueError when `--set encoder.num_joints=N` disagrees with the dataset file's layout (the file is
+    only read when that override is given)."""
     for item in overrides:
         key, _, value = item.partition("=")
-        if key.strip() == "encoder.num_joints" and value.strip() != str(layout.num_joints):
+        if key.strip() != "encoder.num_joints":
+            continue
+        from stars.data.npz import read_header
+
+        layout = read_header(data)["layout"]
+        if value.strip() != str(layout.num_joints):
             raise ValueError(
                 f"encoder.num_joints={value.strip()} disagrees with {data}: layout {layout.name!r} has "
                 f"{layout.num_joints} joints; the joint count comes from the dataset file, drop the override"
@@ -114,18 +120,26 @@ def adapt_min_crop_length(min_length: int, lengths: np.ndarray, low_ratio: float
                                                  f"least {min_length} frames never crop")
 
 
+def describe(adaptations: list[Adaptation | None]) -> list[str]:
+    """The texts of the adaptations made (None entries: nothing changed), for run.json and `warn`."""
+    return [str(item) for item in adaptations if item is not None]
+
+
+def warn(texts: list[str], where: str) -> None:
+    """One SmallDataWarning per adaptation text. Runs call it once their inputs are validated, so that
+    a run refused for bad input prints only its error."""
+    for text in texts:
+        warnings.warn(f"{where}: {text}", SmallDataWarning, stacklevel=3)
+
+
 def report(adaptations: list[Adaptation | None], where: str) -> list[str]:
-    """Warn (SmallDataWarning) once per adaptation; -> their texts, for run.json."""
-    texts = []
-    for item in adaptations:
-        if item is None:
-            continue
-        texts.append(str(item))
-        warnings.warn(f"{where}: {item}", SmallDataWarning, stacklevel=3)
+    """`describe` and `warn` at once; -> the texts."""
+    texts = describe(adaptations)
+    warn(texts, where)
     return texts
 
 
 __all__ = [
     "MIN_STEPS_PER_EPOCH", "SmallDataWarning", "Adaptation", "encoder_for_layout", "check_joint_override",
-    "adapt_batch_size", "adapt_queue_size", "adapt_min_crop_length", "report",
+    "adapt_batch_size", "adapt_queue_size", "adapt_min_crop_length", "describe", "warn", "report",
 ]

@@ -22,7 +22,7 @@ from stars import dist
 from stars.config import apply_overrides, to_dict
 from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
-from stars.data.npz import SkeletonSplit, load_split, read_header
+from stars.data.npz import SkeletonSplit, load_split
 from stars.io import content_fingerprint, resume_history, write_run_info
 from stars.methods.param_groups import pretrain_param_groups
 from stars.models.checkpoint import data_record
@@ -34,8 +34,9 @@ from stars.train.data_fit import (
     adapt_batch_size,
     adapt_min_crop_length,
     check_joint_override,
+    describe,
     encoder_for_layout,
-    report,
+    warn,
 )
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
@@ -97,7 +98,7 @@ def pretrain_preset(method: str = "mamp", preset: str = "paper") -> PretrainConf
 
 
 def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
-                where: str = "pretrain") -> tuple[PretrainConfig, list[str]]:
+                where: str = "pretrain", *, warn_now: bool = True) -> tuple[PretrainConfig, list[str]]:
     """The config for this training split: the encoder's joints from its layout, and the batch and
     minimum crop adapted to a small dataset (`stars.train.data_fit`). -> (config, adaptation texts)."""
     if not cfg.adapt_to_data:
@@ -109,7 +110,10 @@ def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
         cfg, encoder=encoder_for_layout(cfg.encoder, split.layout), min_crop_length=crop,
         run=dataclasses.replace(cfg.run, batch_size=batch),
     )
-    return cfg, report([batch_note, crop_note], where)
+    texts = describe([batch_note, crop_note])
+    if warn_now:
+        warn(texts, where)
+    return cfg, texts
 
 
 def resolve_pretrain_config(method: str, preset: str, data: str | Path | None, overrides=()) -> PretrainConfig:
@@ -146,7 +150,7 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
     if cfg.run.batch_size % world:
         raise ValueError(f"global batch {cfg.run.batch_size} is not divisible by {world} processes")
     split = load_split(data, "train")
-    cfg, adapted = fit_to_data(cfg, split, world, str(data))
+    cfg, adapted = fit_to_data(cfg, split, world, str(data), warn_now=False)  # warned once all is checked
     train = DeviceSplit.from_split(split, info.device)
     loader = BatchLoader(
         train,
@@ -183,13 +187,14 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
     if dist.is_main_process():
         write_run_info(out, cfg, info.device, dataset=str(data), seed=cfg.run.seed, world_size=world,
                        num_train=len(split), data=trainer.data, resumes=resumes, adapted_to_data=adapted)
+    warn(adapted, str(data))
     trainer.fit()
     return out / FINAL_NAME
 
 
 def main(args) -> int:
     overrides = list(args.overrides)
-    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
+    check_joint_override(overrides, args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = resolve_pretrain_config(args.method, args.preset, args.data, overrides)

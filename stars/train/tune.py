@@ -25,7 +25,7 @@ from stars.config import apply_overrides
 from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
 from stars.data.layouts import SkeletonLayout
-from stars.data.npz import SkeletonSplit, load_split, read_header
+from stars.data.npz import SkeletonSplit, load_split
 from stars.data.splits import validation_holdout
 from stars.eval.knn import knn_monitor
 from stars.io import atomic_torch_save, content_fingerprint, resume_history, write_run_info
@@ -53,8 +53,9 @@ from stars.train.data_fit import (
     adapt_min_crop_length,
     adapt_queue_size,
     check_joint_override,
+    describe,
     encoder_for_layout,
-    report,
+    warn,
 )
 from stars.train.engine import CHECKPOINT_NAME, FINAL_NAME, OptimConfig, RunConfig, Trainer
 
@@ -359,7 +360,7 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         else:
             monitor_parts = (split.subset(held), None)
     test_split = load_split(data, "test") if (cfg.report_test_max or cfg.select == "test") else None
-    cfg, adapted = fit_to_data(cfg, train_split, world, str(data))
+    cfg, adapted = fit_to_data(cfg, train_split, world, str(data), warn_now=False)  # warned once all is checked
     torch.manual_seed(cfg.run.seed)  # head initialisation (and the encoder when training from scratch)
     model, heads, encoder = build_model(cfg, init, split)
     enc_cfg = encoder.cfg
@@ -383,6 +384,7 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         rank=info.rank,
         world_size=world,
     )
+    warn(adapted, str(data))  # the data and the init are read and valid
     data_id = {"dataset_sha256": content_fingerprint(data), "init_sha256": content_fingerprint(init) if init else None,
                **data_record(split.layout, split.num_persons)}
     config = dataclasses.replace(cfg, encoder=enc_cfg)
@@ -450,7 +452,7 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
 
 
 def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
-                where: str = "tune") -> tuple[TuneConfig, list[str]]:
+                where: str = "tune", *, warn_now: bool = True) -> tuple[TuneConfig, list[str]]:
     """The config for this training split (`stars.train.data_fit`): the batch, the queue and (for random
     crops) the minimum crop adapted to a small dataset. -> (config, adaptation texts)."""
     if not cfg.adapt_to_data:
@@ -464,7 +466,10 @@ def fit_to_data(cfg: TuneConfig, split: SkeletonSplit, world_size: int = 1,
         crop, crop_note = adapt_min_crop_length(cfg.min_crop_length, valid_spans(split.x)[1], cfg.crop_interval[0])
     cfg = dataclasses.replace(cfg, queue_size=queue, min_crop_length=crop,
                               run=dataclasses.replace(cfg.run, batch_size=batch))
-    return cfg, report([batch_note, queue_note, crop_note], where)
+    texts = describe([batch_note, queue_note, crop_note])
+    if warn_now:
+        warn(texts, where)
+    return cfg, texts
 
 
 def monitor_features(module, kind: str):
@@ -541,7 +546,7 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
 
 def main(args) -> int:
     overrides = list(args.overrides)
-    check_joint_override(overrides, read_header(args.data)["layout"], args.data)
+    check_joint_override(overrides, args.data)
     if args.device:
         overrides.append(f"run.device={args.device}")
     cfg = resolve_tune_config(args.method, args.preset, args.data, overrides)
