@@ -28,9 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "python3"
 
-# OpenMP / BLAS threads of the kernels per profile, unless the caller set OMP_NUM_THREADS: the smoke
-# runs are so small that a second thread only adds synchronisation (measured in README, "Profiles").
-PROFILE_THREADS = {"smoke": 1}
+# OpenMP / BLAS threads of the kernels per profile, unless the caller set OMP_NUM_THREADS: the smoke and
+# demo runs (tiny model) are so small that a second thread only adds synchronisation (measured in README,
+# "Profiles"); one thread per kernel also makes their numbers independent of how many jobs run at once.
+PROFILE_THREADS = {"smoke": 1, "demo": 1}
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
