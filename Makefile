@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= demo
 DATA ?=
-JOBS ?= 1
+JOBS ?= 2
 NB ?=
 P ?=
 OUT ?=
@@ -32,8 +32,8 @@ setup: $(BIN)/python  ## create .venv, install torch + the package (editable) + 
 	$(BIN)/python -m ipykernel install --user --name stars --display-name "Python (stars)"
 	@echo "set-up done: $(BIN)/stars --help"
 
-tables:  ## run every notebook into results/PROFILE/ (PROFILE=smoke: ~5 min on 2 cores | demo | real | paper, DATA=DIR, SET="scope:key=value ...")
-	$(if $(SET),STARS_OVERRIDES="$(SET)") $(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+tables:  ## run every notebook into results/PROFILE/ (PROFILE=smoke: ~3 min | demo | real | paper, DATA=DIR, JOBS=notebooks at once (2), SET="scope:key=value ...")
+	$(if $(SET),STARS_OVERRIDES="$(SET)") $(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA)) --jobs $(JOBS)
 
 notebook:  ## run one notebook: make notebook NB=table09_batch_size P='batch_sizes=[8,48] seed=1' [PROFILE=...] [OUT=DIR]
 	@test -n "$(NB)" || { echo "NB=<name> is required; the notebooks: $$($(BIN)/python -m stars.notebooks list | tr '\n' ' ')"; exit 2; }

@@ -49,6 +49,9 @@ def pick_device(requested: str = "auto") -> torch.device:
         raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {requested!r} asked for but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {requested!r} asked for but this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
     return device
 
 

@@ -52,6 +52,7 @@ class Profile:
     description: str = ""
     prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
     env: dict[str, tuple[str, ...]] = field(default_factory=dict)  # STARS_OVERRIDES, applied last per scope
+    benchmarks: tuple[str, ...] = ("xsub", "xview")  # dataset roles of the headline comparison
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
@@ -69,7 +70,9 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
         prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options}, [xsub, xview],
                      lambda: prepare_synthetic(folder, seed=0, **options))
 
-    datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub)}
+    # transfer: the synthetic profiles have one dataset, so its cross-view split stands in as the target
+    datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub),
+                "transfer_source": str(xsub), "transfer_target": str(xview)}
     if small:
         return Profile(
             name=name, preset="tiny", datasets=datasets,
@@ -178,6 +181,7 @@ def _paper_profile(folder: Path) -> Profile:
     evaluation = {scope: items for scope, items in PAPER_SWITCHES.items() if scope not in ("pretrain", "tune")}
     return Profile(name="paper", preset="paper", datasets={k: str(v) for k, v in datasets.items()},
                    pretrain=PAPER_SWITCHES["pretrain"], tune=PAPER_SWITCHES["tune"], evaluation=evaluation,
+                   benchmarks=("xsub", "xview", "ntu120", "pku"),
                    description="NTU RGB+D 60/120 and PKU-MMD II, the released recipes (docs/reproduction.md)")
 
 
@@ -429,9 +433,10 @@ class Experiment:
         best = run_dir / "best.pt"  # select=monitor / test: the selected epoch
         return str(best if best.exists() else final)
 
-    def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
+    def evaluate(self, protocol: str, /, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
                  **overrides: Any) -> dict[str, Any]:
-        """Metrics of an evaluation protocol (run now unless cached)."""
+        """Metrics of an evaluation protocol (run now unless cached). `protocol` is positional only, so the
+        transfer protocol's own `protocol=linear|finetune` can be passed as an override."""
         from stars.eval.cli import main
 
         data = self.dataset(dataset)

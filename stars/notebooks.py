@@ -28,9 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KERNEL = "python3"
 
-# OpenMP / BLAS threads of the kernels per profile, unless the caller set OMP_NUM_THREADS: the smoke
-# runs are so small that a second thread only adds synchronisation (measured in README, "Profiles").
-PROFILE_THREADS = {"smoke": 1}
+# OpenMP / BLAS threads of the kernels per profile, unless the caller set OMP_NUM_THREADS: the smoke and
+# demo runs (tiny model) are so small that a second thread only adds synchronisation (measured in README,
+# "Profiles"); one thread per kernel also makes their numbers independent of how many jobs run at once.
+PROFILE_THREADS = {"smoke": 1, "demo": 1}
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
@@ -113,11 +114,12 @@ def write_html(notebook, path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def kernel_environment(profile: str) -> Iterator[None]:
-    """Environment of the kernels: JUPYTER_PLATFORM_DIRS, and the profile's thread count unless set."""
+def kernel_environment(profile: str, jobs: int = 1) -> Iterator[None]:
+    """Environment of the kernels: JUPYTER_PLATFORM_DIRS, and unless OMP_NUM_THREADS is set, the profile's
+    thread count, or with `jobs` kernels at once the cores shared between them."""
     saved = dict(os.environ)
     os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
-    threads = PROFILE_THREADS.get(profile)
+    threads = PROFILE_THREADS.get(profile) or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
     if threads and "OMP_NUM_THREADS" not in os.environ:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = str(threads)
@@ -130,8 +132,11 @@ def kernel_environment(profile: str) -> Iterator[None]:
 
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
             device: str | None = None, folder: Path = NOTEBOOK_DIR, parameters: Mapping[str, Any] | None = None,
-            update_readme: bool | None = None, plan: bool = True) -> int:
+            update_readme: bool | None = None, plan: bool = True, jobs: int = 1) -> int:
     """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed.
+
+    `jobs` notebooks run at once (each in its own kernel; a run that two of them need is trained by the first
+    and waited for by the second, see `stars.experiments`), in the order of `list_notebooks`.
 
     `parameters` (name -> value) are given to every notebook; each is checked against every notebook's
     parameters cell before the first one runs. The paper profile first prints what it will train and the
@@ -156,28 +161,42 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
         common["device"] = device
     common.update(parameters or {})
     checked = {source: check_parameters(source, common) for source in sources}
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
     failures, times = [], {}
-    with kernel_environment(profile):
+
+    def run_one(source: Path) -> None:
+        start = time.perf_counter()
+        print(f"[tables] {source.stem} ...", flush=True)
+        try:
+            run_notebook(source, results / "notebooks" / f"{source.stem}.ipynb", checked[source])
+            status = "ok"
+        except Exception as err:  # noqa: BLE001 - report and keep going
+            failures.append(source.stem)
+            status = f"FAILED: {type(err).__name__}: {_last_line(err)}"
+        times[source.stem] = time.perf_counter() - start
+        print(f"[tables] {source.stem}: {status} ({times[source.stem]:.0f} s)", flush=True)
+
+    wall = time.perf_counter()
+    with kernel_environment(profile, jobs):
         threads = os.environ.get("OMP_NUM_THREADS", "")
-        for source in sources:
-            start = time.perf_counter()
-            print(f"[tables] {source.stem} ...", flush=True)
-            try:
-                run_notebook(source, results / "notebooks" / f"{source.stem}.ipynb", checked[source])
-                status = "ok"
-            except Exception as err:  # noqa: BLE001 - report and keep going
-                failures.append(source.stem)
-                status = f"FAILED: {type(err).__name__}: {_last_line(err)}"
-            times[source.stem] = time.perf_counter() - start
-            print(f"[tables] {source.stem}: {status} ({times[source.stem]:.0f} s)", flush=True)
+        if jobs == 1:
+            for source in sources:
+                run_one(source)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(jobs) as pool:
+                list(pool.map(run_one, sources))
+    wall = time.perf_counter() - wall
+    times = {source.stem: times[source.stem] for source in sources}
     if not only or len(sources) > 1:
-        write_timings(results / "notebooks" / "timings.json", profile, times, failures, threads)
+        write_timings(results / "notebooks" / "timings.json", profile, times, failures, threads, jobs, wall)
     if not out_dir and profile != "smoke":
         update_index()
         if update_readme if update_readme is not None else (profile == "demo" and not only):
             write_readme_block()
-    total = sum(times.values())
-    print(f"[tables] {len(times) - len(failures)}/{len(times)} notebooks ran in {total:.0f} s")
+    print(f"[tables] {len(times) - len(failures)}/{len(times)} notebooks ran in {wall:.0f} s")
     if failures:
         print(f"[tables] failed: {', '.join(failures)}", file=sys.stderr)
         return 1
@@ -185,7 +204,7 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
 
 
 def write_timings(path: Path, profile: str, times: Mapping[str, float], failures: list[str],
-                  threads: str = "") -> Path:
+                  threads: str = "", jobs: int = 1, wall: float | None = None) -> Path:
     """How long each notebook of a run took, on which machine: the source of the times in the README."""
     import platform
 
@@ -193,7 +212,8 @@ def write_timings(path: Path, profile: str, times: Mapping[str, float], failures
 
     return write_json(path, {
         "profile": profile, "machine": device_description(), "platform": platform.platform(terse=True),
-        "omp_num_threads": threads or "default", "total_s": round(sum(times.values()), 1),
+        "omp_num_threads": threads or "default", "jobs": jobs,
+        "total_s": round(sum(times.values()) if wall is None else wall, 1),
         "notebooks_s": {name: round(t, 1) for name, t in times.items()}, "failed": failures,
     })
 
@@ -225,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a notebook parameter (repeatable), e.g. --set seed=1 --set batch_sizes=[8,48]")
         p.add_argument("--no-plan", action="store_true", help="paper profile: skip the plan and time estimate")
+        if name == "run-all":
+            p.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
     sub.add_parser("list", help="list the notebooks")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -235,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_assignments(args.overrides)
         only = [args.notebook] if args.command == "run" else args.only
         return run_all(args.profile, args.data, only, args.out, args.device, parameters=overrides,
-                       plan=not args.no_plan)
+                       plan=not args.no_plan, jobs=getattr(args, "jobs", 1))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

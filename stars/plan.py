@@ -92,7 +92,7 @@ def _recording(runs: dict[tuple, PlannedRun], notebook: list[str]) -> Iterator[N
                              self.dataset(dataset), init)
         return placeholder + "/final.pt"
 
-    def evaluate(self, protocol: str, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
+    def evaluate(self, protocol: str, /, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
                  **overrides):
         target_data = self.dataset(target) if target else None
         placeholder = record(self, "eval", protocol, self._overrides("eval", protocol, overrides),

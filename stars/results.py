@@ -91,6 +91,9 @@ def write_figure(fig, out_dir: str | Path, name: str, dpi: int = 150, caption: s
     return path
 
 
+COMMITTED_PROFILES = ("demo", "real", "paper")
+
+
 def update_index(root: str | Path = RESULTS_ROOT) -> Path:
     """results/README.md: every table of every profile with its dataset, date and commit."""
     root = Path(root)
@@ -105,6 +108,8 @@ def update_index(root: str | Path = RESULTS_ROOT) -> Path:
         "|---|---|---|---|---|---|",
     ]
     for meta_path in sorted(root.glob("*/*.json")):
+        if meta_path.parent.name not in COMMITTED_PROFILES:  # results/smoke is not committed
+            continue
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError):

@@ -182,7 +182,8 @@ def run_folder(
             )
         if existing and overwrite:
             delete_run(out)
-        remove_orphan_files(out)
+        for folder in [out, *(d for part in _parts(out) for d in [part, *part.rglob("*")] if d.is_dir())]:
+            remove_orphan_files(folder)  # the run's own folder and every folder of its parts
         yield RunFolder(out, resume=resume and existing)
 
 

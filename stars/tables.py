@@ -65,9 +65,15 @@ ENCODERS: dict[str, EncoderRecipe] = {
 EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
     "linear": {"report_test_max": True},
     "finetune": {"report_test_max": True},
+    "transfer": {"finetune.report_test_max": True, "linear.report_test_max": True},
 }
 
-ROLE_TITLES = {"xsub": "XSub", "xview": "XView", "fewshot": "few-shot",
+# Tuning overrides shared by every notebook: the official selection signal (weighted KNN of the test
+# split after every epoch) is recorded as its own "max over epochs on test" column, like linear and finetune.
+TUNE_DEFAULTS: dict[str, Any] = {"report_test_max": True}
+
+ROLE_TITLES = {"xsub": "XSub", "xview": "XView", "ntu120": "NTU-120 XSub", "pku": "PKU-MMD II XSub",
+               "fewshot": "few-shot",
                "transfer_source": "transfer source", "transfer_target": "transfer target"}
 
 PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.yaml"
@@ -122,10 +128,20 @@ def encoder_checkpoint(exp, name: str, dataset: str = "xsub", **overrides: Any) 
     if recipe.stage == "pretrain":
         return exp.pretrain(recipe.method, dataset, **overrides)
     init = encoder_checkpoint(exp, recipe.init, dataset) if recipe.init else None
-    return exp.tune(recipe.method, init, dataset, **overrides)
+    return exp.tune(recipe.method, init, dataset, **{**TUNE_DEFAULTS, **overrides})
 
 
-def evaluation(exp, protocol: str, ckpt: str | None, dataset: str = "xsub", **overrides: Any) -> dict[str, Any]:
+def tuning_test_max(ckpt: str | Path, key: str = "test_knn_max_over_epochs") -> float:
+    """The official tuning signal of the run that wrote `ckpt`: the maximum over its epochs of the weighted
+    KNN of the test split (`test_max.json`; `key` e.g. "test_knn_k10_max_over_epochs"); NaN for stage-1
+    encoders and runs without it."""
+    path = run_folder(ckpt) / "test_max.json"
+    if not path.exists():
+        return NAN
+    return float(json.loads(path.read_text()).get(key, NAN))
+
+
+def evaluation(exp, protocol: str, /, ckpt: str | None, dataset: str = "xsub", **overrides: Any) -> dict[str, Any]:
     """exp.evaluate with the shared EVAL_DEFAULTS of `protocol` (explicit overrides win).
 
     -> {"protocol", "metrics": {...}, "_dir": run folder}.
@@ -260,5 +276,6 @@ def tsne_panels(result: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.nda
 __all__ = [
     "NAN", "EncoderRecipe", "ENCODERS", "EVAL_DEFAULTS", "ROLE_TITLES", "PAPER_NUMBERS", "paper_numbers",
     "paper_section", "paper_value", "paper_source", "role_title", "encoder_checkpoint", "evaluation", "metric", "semi_key", "run_folder",
+    "TUNE_DEFAULTS", "tuning_test_max",
     "training_seconds", "class_names", "tsne_panels",
 ]

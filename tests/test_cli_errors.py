@@ -50,6 +50,12 @@ def case_unknown_device(tmp_path, data):
     return pretrain(data, tmp_path / "o", "--device", "gpu"), "unknown device 'gpu'"
 
 
+def case_missing_gpu_index(tmp_path, data, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    return pretrain(data, tmp_path / "o", "--device", "cuda:3"), "'cuda:3' asked for but this machine has 1 CUDA"
+
+
 def case_infinite_lr(tmp_path, data):
     return pretrain(data, tmp_path / "o", "--set", "optim.lr=inf"), "optim.lr must be a finite number >= 0, got inf"
 
@@ -117,7 +123,7 @@ def case_full_output_disk(tmp_path, data, monkeypatch):
     return pretrain(data, out, "--set", "run.batch_size=32"), "no space left on the device"
 
 
-CASES = [case_unknown_device, case_infinite_lr, case_non_finite_loss, case_string_labels,
+CASES = [case_unknown_device, case_missing_gpu_index, case_infinite_lr, case_non_finite_loss, case_string_labels,
          case_label_above_declared_classes, case_npy_as_data, case_zero_length_sequences, case_bench_no_steps,
          case_unreadable_init_in_three_stage, case_read_only_output, case_full_output_disk]
 

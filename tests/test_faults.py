@@ -130,6 +130,8 @@ def test_kill_mid_checkpoint_write_keeps_the_previous_checkpoint(data, reference
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert len(orphans(out)) == 1
     assert load_checkpoint_file(out / "checkpoint-last.pt")["epoch"] == 1
+    (out / "head").mkdir()  # a part of a run (two-step head phase) killed while writing: also cleaned
+    (out / "head" / ".checkpoint-last.pt.1-abcd.tmp").write_bytes(b"half")
     assert main(pretrain_args(data, out, "--resume")) == 0
     assert orphans(out) == []
     assert_same_weights(out / "final.pt", reference)
@@ -268,7 +270,7 @@ def test_two_runs_on_one_folder_and_a_dead_holder(data, reference, tmp_path, cap
     assert metric_epochs(out) == ["0", "1", "2"]
 
 
-def test_lock_is_exclusive_across_processes_reentrant_within_one_and_freed_by_death(tmp_path, capsys):
+def test_lock_is_exclusive_across_processes_reentrant_within_one_and_freed_by_death(data, tmp_path, capsys):
     folder = tmp_path / "f"
     holder = subprocess.Popen(
         [sys.executable, "-c", f"from stars.rundir import RunLock; import time; RunLock({str(folder)!r}).acquire(); "

@@ -25,7 +25,7 @@ EXPECTED = {
     "headline", "table01_semi_supervised", "table03_dino_local_views", "table04_mamp_plus_nnclr",
     "table05_nnclr_from_scratch", "table07_mae_vs_mamp_knn", "table08_mae_vs_mamp_fewshot",
     "table09_batch_size", "table10_layer_decay", "table11_params_macs", "appendix_a_three_stage",
-    "tuning_strategies", "figure2_tsne", "figure3_confusion",
+    "tuning_strategies", "figure2_tsne", "figure3_confusion", "transfer_ntu60_to_pku",
 }
 
 
@@ -46,11 +46,12 @@ def stars_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smoke_run(stars_cache, tmp_path_factory):
-    """Every notebook in the smoke profile, once: (exit status, log, results folder, cache)."""
+    """Every notebook in the smoke profile, once, two at a time (as `make tables PROFILE=smoke JOBS=2`):
+    (exit status, log, results folder, cache)."""
     out = tmp_path_factory.mktemp("smoke-results")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        status = run_all(profile="smoke", data=None, out_dir=str(out))
+        status = run_all(profile="smoke", data=None, out_dir=str(out), jobs=2)  # two kernels, one thread each
     (out / "run_all.log").write_text(buffer.getvalue())
     return status, buffer.getvalue(), out, stars_cache
 
@@ -216,7 +217,8 @@ seed: int = 0  # seed
 """
 
 
-def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_path, capsys):
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_path, capsys, jobs):
     folder = tmp_path / "notebooks"
     folder.mkdir()
     (folder / "a_fails.py").write_text(NOTEBOOK_HEADER + '# %%\nraise RuntimeError("deliberate failure")\n')
@@ -224,10 +226,12 @@ def test_failing_notebook_is_named_and_the_others_still_run(stars_cache, tmp_pat
         NOTEBOOK_HEADER + "# %%\nfrom pathlib import Path\n\nPath(results_dir, 'b_runs.txt').write_text(profile)\n"
     )
     out = tmp_path / "out"
-    status = run_all(profile="smoke", data=None, out_dir=str(out), folder=folder)
+    status = run_all(profile="smoke", data=None, out_dir=str(out), folder=folder, jobs=jobs)
     captured = capsys.readouterr()
     assert status == 1
-    assert "a_fails: FAILED: PapermillExecutionError" in captured.out
+    assert "a_fails: FAILED: PapermillExecutionError: RuntimeError: deliberate failure" in captured.out
+    timings = json.loads((out / "notebooks" / "timings.json").read_text())
+    assert (timings["jobs"], timings["failed"], list(timings["notebooks_s"])) == (jobs, ["a_fails"], ["a_fails", "b_runs"])
     assert "failed: a_fails" in captured.err and "b_runs" not in captured.err
     assert (out / "b_runs.txt").read_text() == "smoke"
     assert os.environ["STARS_CACHE"] == str(stars_cache)
@@ -257,11 +261,12 @@ def test_encoder_recipes_chain_stages_and_apply_overrides_to_the_last_only():
 
     exp = RecordingExperiment()
     assert encoder_checkpoint(exp, "STARS-MAE", "xview", alpha=1.0) == "tune-stars-xview.pt"
+    shared = {"report_test_max": True}  # TUNE_DEFAULTS: the tuning runs record their test KNN per epoch
     assert exp.calls == [("pretrain", "mae", None, "xview", {}),
-                         ("tune", "stars", "pretrain-mae-xview.pt", "xview", {"alpha": 1.0})]
+                         ("tune", "stars", "pretrain-mae-xview.pt", "xview", {**shared, "alpha": 1.0})]
     exp.calls.clear()
     encoder_checkpoint(exp, "NNCLR (scratch)", "xsub")
-    assert exp.calls == [("tune", "nnclr", None, "xsub", {})]
+    assert exp.calls == [("tune", "nnclr", None, "xsub", shared)]
     with pytest.raises(ValueError, match="unknown encoder 'BYOL'"):
         encoder_checkpoint(exp, "BYOL")
 

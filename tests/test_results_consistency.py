@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from stars.results import RESULTS_ROOT, consistency_problems, readme_block, readme_results, update_readme
+from stars.results import (
+    COMMITTED_PROFILES,
+    RESULTS_ROOT,
+    consistency_problems,
+    readme_block,
+    readme_results,
+    update_readme,
+)
 
 README = RESULTS_ROOT.parent / "README.md"
 
@@ -47,7 +54,7 @@ def test_committed_readme_block_is_the_committed_tables():
         "`python -c 'from stars.results import update_readme; update_readme()'`")
 
 
-@pytest.mark.parametrize("profile", [p for p in ("demo", "real", "paper") if (RESULTS_ROOT / p).is_dir()])
+@pytest.mark.parametrize("profile", [p for p in COMMITTED_PROFILES if (RESULTS_ROOT / p).is_dir()])
 def test_committed_results_of_a_profile_are_one_consistent_set(profile):
     metas = [json.loads(p.read_text()) for p in (RESULTS_ROOT / profile).glob("*.json")]
     tables = [m for m in metas if "title" in m]
@@ -82,3 +89,14 @@ def test_compare_results_reports_the_cells_that_differ(tmp_path, capsys):
     (b / "t.csv").write_text("method,KNN\nMAMP,52.83\nSTARS,55.08\n")
     assert main(["compare", str(a), str(b)]) == 0
     assert "| t | 2 | 0 | 0 |" in capsys.readouterr().out
+
+
+def test_the_index_lists_committed_profiles_only(tmp_path):
+    from stars.results import update_index
+
+    for profile in ("demo", "smoke"):
+        (tmp_path / profile).mkdir()
+        (tmp_path / profile / "t.json").write_text(json.dumps({"title": f"T {profile}", "commit": "abc"}))
+    (tmp_path / "demo" / "notebooks").mkdir()
+    text = update_index(tmp_path).read_text()
+    assert "| demo | T demo |" in text and "smoke" not in text.split("|---|")[-1]
