@@ -52,7 +52,7 @@ def test_every_notebook_runs_in_the_paper_profile_and_the_plan_lists_its_runs(tm
     out = tmp_path / "results"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        status = run_all("paper", str(data), out_dir=str(out), device="cpu")
+        status = run_all("paper", str(data), out_dir=str(out), device="cpu", jobs=2)  # two kernels, as `make tables`
     log = buffer.getvalue()
     assert status == 0, log[-4000:]
     assert log.index("[plan]") < log.index("[tables]")  # the plan comes first
