@@ -69,6 +69,7 @@ def split_sizes(path: str | os.PathLike) -> tuple[int, int]:
 @contextlib.contextmanager
 def _recording(runs: dict[tuple, PlannedRun], notebook: list[str]) -> Iterator[None]:
     """Replace the Experiment's training and output calls by recorders while a notebook's code runs."""
+    from stars import tables
     from stars.experiments import Experiment, _resolved
 
     def record(exp, kind: str, method: str, overrides: list[str], data: str, init: str | None,
@@ -104,13 +105,20 @@ def _recording(runs: dict[tuple, PlannedRun], notebook: list[str]) -> Iterator[N
 
     saved = {name: getattr(Experiment, name) for name in ("pretrain", "tune", "evaluate", "table", "figure")}
     patches = {"pretrain": pretrain, "tune": tune, "evaluate": evaluate, "table": nothing, "figure": nothing}
+    # readers of a finished run's files that notebooks call between runs: a planned run has none
+    readers = {"training_seconds": lambda ckpt: float("nan")}
+    saved_readers = {name: getattr(tables, name) for name in readers}
     try:
         for name, function in patches.items():
             setattr(Experiment, name, function)
+        for name, function in readers.items():
+            setattr(tables, name, function)
         yield
     finally:
         for name, function in saved.items():
             setattr(Experiment, name, function)
+        for name, function in saved_readers.items():
+            setattr(tables, name, function)
 
 
 def plan_profile(profile: str, data: str | None, notebooks: list[Path] | None = None,

@@ -55,6 +55,7 @@ PAPER_SWITCHES: dict[str, tuple[str, ...]] = {
         "run.precision=fp32", "weight_decay_scope=all", "optim.weight_decay=0.01", "optim.clip_mode=per-parameter",
         "select=test", "report_test_max=true", "monitor_feature=projection", "moco_extra_pointer_advance=32",
         "teacher_head_init=independent", "teacher_momentum_span=25040", "koleo_chunks=4",
+        "sinkhorn_scope=process",
     ),
     "knn": ("precision=fp32",),
     "fewshot": ("precision=fp32",),

@@ -405,3 +405,45 @@ def test_official_teacher_momentum_span_barely_leaves_its_base():
     schedule = teacher_momentum_schedule(1, 25040, base=0.996, final=1.0)
     assert schedule[313] == pytest.approx(0.996, abs=1e-5)
     assert schedule[313 + 20 * 313 - 1] == pytest.approx(0.99664, abs=1e-5)
+
+
+def _sinkhorn_process_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import torch.distributed as torch_dist
+
+    torch_dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        logits = F.normalize(torch.randn(8, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+        local = sinkhorn_knopp(logits[rank * 4 : (rank + 1) * 4], 0.04, 3, scope="process")
+        torch.save(local, f"{out_dir}/{rank}.pt")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sinkhorn_scope_process_balances_each_process_alone_as_officially(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_sinkhorn_process_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    logits = F.normalize(torch.randn(8, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+    for rank in range(2):
+        local = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        expected = _sinkhorn_reference(logits[rank * 4 : (rank + 1) * 4].double().numpy(), 0.04, 3)
+        np.testing.assert_allclose(local.double().numpy(), expected, rtol=1e-4, atol=1e-7)
+    global_targets = _sinkhorn_reference(logits.double().numpy(), 0.04, 3)
+    assert not np.allclose(torch.load(tmp_path / "0.pt", weights_only=True).numpy(), global_targets[:4], rtol=1e-3)
+
+
+def test_dino_passes_its_sinkhorn_scope_and_rejects_unknown_ones():
+    model = DINO(TinyEncoder(), out_dim=5, sinkhorn_scope="process")
+    assert model.sinkhorn_scope == "process"
+    with pytest.raises(ValueError, match="sinkhorn_scope"):
+        DINO(TinyEncoder(), out_dim=5, sinkhorn_scope="gpu")
+    with pytest.raises(ValueError, match="scope"):
+        sinkhorn_knopp(torch.zeros(2, 3), 0.1, 1, scope="gpu")

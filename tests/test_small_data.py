@@ -40,6 +40,11 @@ def test_few_updates_shrink_the_batch_to_a_multiple_of_the_processes():
         adapt_batch_size(16, 3, world_size=4)
 
 
+def test_a_batch_never_shrinks_below_two_samples_per_process():
+    assert adapt_batch_size(2, 4) == (2, None)  # BatchNorm cannot train on one sample
+    assert adapt_batch_size(8, 6, world_size=2)[0] == 4
+
+
 def test_queue_never_exceeds_the_training_split():
     assert adapt_queue_size(1024, 5000, 64) == (1024, None)
     queue, note = adapt_queue_size(32768, 900, 128)

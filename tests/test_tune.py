@@ -207,3 +207,21 @@ def test_official_dino_momentum_span_and_independent_teacher_heads(stage1):
         differ = [torch.equal(a, b) for a, b in zip(independent.head.parameters(),
                                                     independent.teacher_head.parameters())]
         assert all(same) and not all(differ)
+
+
+def test_two_step_with_test_selection_carries_over_the_best_head_epoch(data, stage1, tmp_path):
+    """Official two-step carry-over: with select=test the head-only epoch with the best test-split KNN of the
+    monitor (projection) features starts the partial tuning, not the last head-only epoch."""
+    out = tmp_path / "two-step"
+    cfg = tiny("stars", **{"workflow": "two-step", "head_epochs": 3, "run.epochs": 1, "select": "test",
+                           "monitor_feature": "projection"})
+    run_tuning(cfg, stage1, data, out)
+    head = pd.read_csv(out / "head" / "metrics.csv")
+    best_epoch = int(head["test_knn_best"].idxmax()) + 1
+    best = torch.load(out / "head" / "best.pt", weights_only=True)
+    assert best["epoch"] == best_epoch
+    # the partial tuning started from that state: its first epoch's queue holds the carried-over entries
+    last = torch.load(out / "head" / "final.pt", weights_only=True)
+    assert last["epoch"] == 3
+    if best_epoch != 3:
+        assert not torch.equal(best["model"]["queue.features"], last["model"]["queue.features"])

@@ -21,6 +21,8 @@ from stars import dist
 from stars.methods.moco import frozen_copy, momentum_update
 from stars.precision import at_least_fp32, fp32_island
 
+SINKHORN_SCOPES = ("global", "process")
+
 
 def _all_reduce_(tensor: torch.Tensor, op: torch_dist.ReduceOp = torch_dist.ReduceOp.SUM) -> torch.Tensor:
     """In-place all-reduce across processes; identity when not distributed."""
@@ -29,8 +31,13 @@ def _all_reduce_(tensor: torch.Tensor, op: torch_dist.ReduceOp = torch_dist.Redu
     return tensor
 
 
+def _local(tensor: torch.Tensor, op: torch_dist.ReduceOp = torch_dist.ReduceOp.SUM) -> torch.Tensor:
+    return tensor
+
+
 @torch.no_grad()
-def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, n_iterations: int = 3) -> torch.Tensor:
+def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, n_iterations: int = 3,
+                   scope: str = "global") -> torch.Tensor:
     """Balanced soft assignment of samples to prototypes over the global batch.
 
     teacher_logits: (B, K) local rows (B samples on this process, K prototypes). Starting from
@@ -38,24 +45,30 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, n_iteration
     and every sample 1/B_global of it, `n_iterations` times; sums run over all processes. The last rescaling is
     per sample, so each row of the returned (B, K) target sums to 1; prototype totals are equal up to the
     residual of the finite number of iterations.
+    scope="process": every process balances its own B rows alone, as the official code does (its sums are
+    per GPU), so the result depends on how the global batch is split over processes.
     """
     if teacher_logits.ndim != 2:
         raise ValueError(f"sinkhorn_knopp: teacher_logits must be (B, K), got {tuple(teacher_logits.shape)}")
     if n_iterations < 1:
         raise ValueError(f"sinkhorn_knopp: n_iterations must be >= 1, got {n_iterations}")
+    if scope not in SINKHORN_SCOPES:
+        raise ValueError(f"sinkhorn_knopp: scope must be one of {SINKHORN_SCOPES}, got {scope!r}")
     with fp32_island(teacher_logits.device):
-        return _sinkhorn_knopp_fp32(at_least_fp32(teacher_logits), temperature, n_iterations)
+        return _sinkhorn_knopp_fp32(at_least_fp32(teacher_logits), temperature, n_iterations, scope)
 
 
-def _sinkhorn_knopp_fp32(teacher_logits: torch.Tensor, temperature: float, n_iterations: int) -> torch.Tensor:
+def _sinkhorn_knopp_fp32(teacher_logits: torch.Tensor, temperature: float, n_iterations: int,
+                         scope: str = "global") -> torch.Tensor:
+    reduce_ = _all_reduce_ if scope == "global" else _local
     scores = teacher_logits / temperature
-    global_batch = scores.shape[0] * dist.get_world_size()
+    global_batch = scores.shape[0] * (dist.get_world_size() if scope == "global" else 1)
     num_prototypes = scores.shape[1]
-    largest = _all_reduce_(scores.max().clone(), torch_dist.ReduceOp.MAX)
+    largest = reduce_(scores.max().clone(), torch_dist.ReduceOp.MAX)
     assignment = torch.exp(scores - largest).T  # (K, B); the shift cancels in the normalisations
-    assignment /= _all_reduce_(assignment.sum())
+    assignment /= reduce_(assignment.sum())
     for _ in range(n_iterations):
-        prototype_mass = _all_reduce_(assignment.sum(dim=1, keepdim=True))  # (K, 1)
+        prototype_mass = reduce_(assignment.sum(dim=1, keepdim=True))  # (K, 1)
         assignment /= prototype_mass * num_prototypes
         assignment /= assignment.sum(dim=0, keepdim=True) * global_batch  # (1, B) sums are local per sample
     return (assignment * global_batch).T
@@ -184,10 +197,14 @@ class DINO(nn.Module):
         warmup_teacher_temperature: float = 0.04,
         teacher_temperature_warmup_steps: int = 0,
         koleo_chunks: int = 0,
+        sinkhorn_scope: str = "global",
     ):
         super().__init__()
         if min(student_temperature, teacher_temperature, warmup_teacher_temperature) <= 0:
             raise ValueError("DINO: temperatures must be > 0")
+        if sinkhorn_scope not in SINKHORN_SCOPES:
+            raise ValueError(f"DINO: sinkhorn_scope must be one of {SINKHORN_SCOPES}, got {sinkhorn_scope!r}")
+        self.sinkhorn_scope = sinkhorn_scope  # global: over all processes; process: per GPU (official)
         self.encoder = encoder
         self.head = nn.Linear(int(encoder.embed_dim), out_dim)
         # Official `weights_init` for Linear layers: N(0, 0.02) weights, zero bias.
@@ -256,7 +273,7 @@ class DINO(nn.Module):
                 _normalised_outputs(self.teacher_encoder, self.teacher_head, global_views)
             )
             targets = sinkhorn_knopp(
-                teacher_outputs, self.teacher_temperature_at(step), self.sinkhorn_iterations
+                teacher_outputs, self.teacher_temperature_at(step), self.sinkhorn_iterations, self.sinkhorn_scope
             )
             teacher_probs = list(targets.split(batch))
         dino_loss = dino_cross_entropy(student_outputs, teacher_probs, self.student_temperature)

@@ -82,7 +82,8 @@ def adapt_batch_size(batch_size: int, num_samples: int, world_size: int = 1, key
         raise ValueError(f"{key}: {num_samples} training samples cannot fill one batch on {world_size} processes")
     if num_samples // batch_size >= MIN_STEPS_PER_EPOCH:
         return batch_size, None
-    new = max(world_size, (num_samples // MIN_STEPS_PER_EPOCH) // world_size * world_size)
+    floor = 2 * world_size if batch_size >= 2 * world_size else world_size  # BatchNorm trains on >= 2 samples
+    new = max(floor, (num_samples // MIN_STEPS_PER_EPOCH) // world_size * world_size)
     if new >= batch_size:
         return batch_size, None
     steps = num_samples // batch_size

@@ -103,6 +103,7 @@ class TuneConfig:
     teacher_momentum: float = 0.996
     koleo_weight: float = 0.1
     koleo_chunks: int = 0  # 0 = one term per global view; official: 4 (its chunk-count bug)
+    sinkhorn_scope: str = "global"  # Sinkhorn-Knopp over the global batch | process (official: per GPU)
     # teacher momentum cosine over this phase's real steps (0), or, as officially, over this many steps read
     # from step `steps per epoch` on (official: 20 epochs x 1,252 NTU-60 XSub single-GPU steps = 25,040)
     teacher_momentum_span: int = 0
@@ -146,6 +147,8 @@ class TuneConfig:
             raise ValueError(f"select must be last, monitor or test, got {self.select!r}")
         if self.teacher_head_init not in ("copy", "independent"):
             raise ValueError(f"teacher_head_init must be copy or independent, got {self.teacher_head_init!r}")
+        if self.sinkhorn_scope not in ("global", "process"):
+            raise ValueError(f"sinkhorn_scope must be global or process, got {self.sinkhorn_scope!r}")
         if self.monitor_feature not in ("pooled", "projection"):
             raise ValueError(f"monitor_feature must be pooled or projection, got {self.monitor_feature!r}")
         if self.weight_decay_scope not in ("matrices", "all"):
@@ -258,7 +261,7 @@ def build_model(cfg: TuneConfig, init: str | None, split: SkeletonSplit | None =
     if cfg.method == "dino":
         model = DINO(encoder, out_dim=cfg.dino_out_dim, student_temperature=cfg.student_temperature,
                      teacher_temperature=cfg.teacher_temperature, koleo_weight=cfg.koleo_weight,
-                     koleo_chunks=cfg.koleo_chunks)
+                     koleo_chunks=cfg.koleo_chunks, sinkhorn_scope=cfg.sinkhorn_scope)
         heads = [model.head]
     else:
         head = ProjectorPredictor(dim, hidden_dim=cfg.projector_hidden, out_dim=dim)
@@ -422,8 +425,10 @@ def _tune(cfg: TuneConfig, init: str | None, data: str | Path, out: Path, resume
         head_dir = out / "head"
         if not (head_dir / FINAL_NAME).exists():
             _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
-                        data_id)
-        state = load_checkpoint_file(head_dir / FINAL_NAME)
+                        data_id, split, test_split)
+        # select=test: the head-only epoch with the best test-split KNN is carried over, as officially
+        carried = head_dir / "best.pt" if cfg.select == "test" and (head_dir / "best.pt").exists() else None
+        state = load_checkpoint_file(carried or head_dir / FINAL_NAME)
         model.load_state_dict(state["model"])
 
     groups = param_groups(cfg, model, heads, encoder)
@@ -520,13 +525,16 @@ def _teacher_update(cfg: TuneConfig, epochs: int, steps_per_epoch: int):
 
 
 def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resume, kind, allow_changed,
-                data_id) -> None:
+                data_id, train_split=None, test_split=None) -> None:
     """Two-step workflow, first step (Appendix A phase 2, the released second stage): train only the head
-    (and fill the queue) on the frozen encoder."""
+    (and fill the queue) on the frozen encoder. With select=test (and a test split) every epoch is scored by
+    the test-split KNN of the monitor features and the best one is kept as head/best.pt (official carry-over)."""
     groups = param_groups(cfg, model, heads, encoder, head_only=True)
     run = dataclasses.replace(cfg.run, epochs=cfg.head_epochs)
     losses: list[float] = []
     trainer = None
+    best = {"value": -1.0}
+    select_on_test = cfg.select == "test" and test_split is not None and train_split is not None
 
     def converge(module, epoch):
         losses.append(trainer.epoch_row["loss"])
@@ -534,13 +542,23 @@ def _head_phase(cfg, model, heads, encoder, loader, head_dir, info, config, resu
             previous, current = losses[-2], losses[-1]
             if (previous - current) / max(abs(previous), 1e-12) < cfg.head_converge_tol:
                 trainer.should_stop = True
-        return {}
+        if not select_on_test:
+            return {}
+        test = knn_monitor(module.encoder, train_split, test_split, device=info.device,
+                           feature_fn=monitor_features(module, cfg.monitor_feature), precision=cfg.run.precision)
+        if test["knn_best"] > best["value"] and dist.is_main_process():
+            best["value"] = test["knn_best"]
+            state = {k: v for k, v in trainer.state(epoch + 1).items() if k != "optimizer"}
+            atomic_torch_save(state, head_dir / "best.pt")
+        return {f"test_{k}": v for k, v in test.items()}
 
     trainer = Trainer(model, groups, loader, _step_fn(cfg), cfg.optim, run, head_dir, kind=f"{kind}-head",
                       config=config, info=info, end_of_epoch=converge,
                       after_step=_teacher_update(cfg, cfg.head_epochs, len(loader)), data=data_id)
     if resume and (head_dir / CHECKPOINT_NAME).exists():
         trainer.resume(allow_changed=allow_changed)
+        scores = [float(r["test_knn_best"]) for r in trainer.metrics.rows() if r.get("test_knn_best")]
+        best["value"] = max(scores, default=-1.0)  # head/best.pt already holds that epoch
     trainer.fit()
 
 
