@@ -4,7 +4,7 @@ A profile fixes the data and the sizes of every run:
 
     smoke  seconds, for the tests: a small synthetic set, a tiny model; writes to a temporary folder
     demo   default: the embedded synthetic dataset and a small model; `make tables` on a 2-core CPU
-    real   NW-UCLA and UTD-MHAD from a folder (DATA), the paper-size model; a GPU is advised
+    real   NW-UCLA and UTD-MHAD from their raw folders (DATA), the tiny model; a 2-core CPU, about an hour
     paper  NTU-60/120 and PKU-MMD npz files from a folder (DATA), the paper's hyperparameters; GPU
 
 Stage-1 and stage-2 checkpoints shared by several tables are trained once: every run lives in
@@ -53,6 +53,9 @@ class Profile:
     prepare: Any = field(default=None, compare=False, repr=False)  # makes the dataset files on first use
     env: dict[str, tuple[str, ...]] = field(default_factory=dict)  # STARS_OVERRIDES, applied last per scope
     benchmarks: tuple[str, ...] = ("xsub", "xview")  # dataset roles of the headline comparison
+    notebooks: tuple[str, ...] = ()  # the notebooks `make tables` runs; empty: every one but PROFILE_ONLY's
+    budgets: tuple[int, ...] = (25, 50, 100)  # MAMP pretraining epochs of the learning curve
+    titles: dict[str, str] = field(default_factory=dict)  # role -> title in tables (default: stars.tables)
 
 
 def _synthetic_profile(name: str, root: Path) -> Profile:
@@ -65,13 +68,20 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
     options = {"num_subjects": 10, "num_classes": 20, "max_frames": 120, "max_length": 120} if small else {}
     folder = root / ("synthetic-smoke" if small else "synthetic-demo")
     xsub, xview = folder / "SYN_XSub.npz", folder / "SYN_XView.npz"
+    xsub_val = folder / "SYN_XSub_validation.npz"
+
+    def make() -> None:
+        from stars.data.splits import write_validation_dataset
+
+        prepare_synthetic(folder, seed=0, **options)
+        write_validation_dataset(xsub, xsub_val, by="subject")
 
     def prepare() -> None:
-        prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options}, [xsub, xview],
-                     lambda: prepare_synthetic(folder, seed=0, **options))
+        prepare_once(folder, {"generator": "synthetic", "seed": 0, "options": options, "validation": "subject"},
+                     [xsub, xview, xsub_val], make)
 
     # transfer: the synthetic profiles have one dataset, so its cross-view split stands in as the target
-    datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub),
+    datasets = {"xsub": str(xsub), "xview": str(xview), "fewshot": str(xsub), "xsub_validation": str(xsub_val),
                 "transfer_source": str(xsub), "transfer_target": str(xview)}
     if small:
         return Profile(
@@ -81,7 +91,7 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
             evaluation={
                 "linear": ("epochs=1",), "finetune": ("epochs=1",), "semi": ("finetune.epochs=1",),
             },
-            semi_runs=2,
+            semi_runs=2, budgets=(1, 2),
             description="seconds-long runs on a small synthetic set (tests only)",
             prepare=prepare,
         )
@@ -125,23 +135,65 @@ def _profile(name: str, data: str | os.PathLike | None = None, cache_root: Path 
     folder = Path(data)
     if name == "paper":
         return _paper_profile(folder)
-    # real: prepare NW-UCLA / UTD-MHAD from raw folders once, in the layout shared by both (Kinect v1 order)
-    from stars.data.real import prepare_nw_ucla, prepare_utd_mhad
+    return _real_profile(folder, cache_root / "data" / "real")
 
-    out = cache_root / "data" / "real"
+
+# The real profile's pretraining budget, chosen on the training splits only: the learning_curve notebook
+# pretrains on each training split less one held-out subject (UTD-MHAD) or view (NW-UCLA) for every budget
+# of REAL_BUDGETS and scores KNN on the held-out part; this is the budget with the best mean validation KNN
+# of STARS over both datasets (results/real/learning_curve.md shows the choice and says if it changed).
+REAL_PRETRAIN_EPOCHS = 200
+REAL_BUDGETS = (25, 50, 100, 200)
+REAL_NOTEBOOKS = ("learning_curve", "headline", "tuning_strategies", "table04_mamp_plus_nnclr",
+                  "table07_mae_vs_mamp_knn", "table10_layer_decay", "transfer_ntu60_to_pku", "figure2_tsne")
+
+
+def _real_profile(folder: Path, out: Path) -> Profile:
+    """UTD-MHAD (cross-subject) and NW-UCLA (cross-view) prepared from their raw folders once, in the layout
+    both share (Kinect v1 order), plus a validation file of each made from its training split alone. The tiny
+    model, sized for a 2-core CPU (about an hour for `make tables PROFILE=real`), with small-data schedules:
+    batch 16, so UTD-MHAD's 431 training sequences still give 26 updates per epoch."""
+    from stars.data.real import prepare_nw_ucla, prepare_utd_mhad
+    from stars.data.splits import write_validation_dataset
+
+    missing = [str(folder / name) for name in ("utd_mhad", "nw_ucla/all_sqe") if not (folder / name).is_dir()]
+    if missing:
+        raise ConfigError(f"profile real: no raw dataset folder {' or '.join(missing)} (DATA must hold utd_mhad/ "
+                          "and nw_ucla/all_sqe/, as ../shared/datasets does)")
+
     utd, ucla = out / "UTD_MHAD_XSub.npz", out / "NW_UCLA_XView.npz"
+    utd_val, ucla_val = out / "UTD_MHAD_XSub_validation.npz", out / "NW_UCLA_XView_validation.npz"
 
     def make() -> None:
         prepare_utd_mhad(folder / "utd_mhad", out, layout="kinect_v1_20")
         prepare_nw_ucla(folder / "nw_ucla" / "all_sqe", out)
+        write_validation_dataset(utd, utd_val, by="subject")
+        write_validation_dataset(ucla, ucla_val, by="view")
 
     def prepare() -> None:
-        prepare_once(out, {"raw": str(folder.resolve()), "layout": "kinect_v1_20"}, [utd, ucla], make)
+        prepare_once(out, {"raw": str(folder.resolve()), "layout": "kinect_v1_20", "validation": ["subject", "view"]},
+                     [utd, ucla, utd_val, ucla_val], make)
 
-    datasets = {"xsub": str(utd), "xview": str(ucla), "fewshot": str(utd),
+    datasets = {"xsub": str(utd), "xview": str(ucla), "xsub_validation": str(utd_val),
+                "xview_validation": str(ucla_val), "fewshot": str(utd),
                 "transfer_source": str(ucla), "transfer_target": str(utd)}
-    return Profile(name=name, preset="paper", datasets=datasets, prepare=prepare,  # 20 joints: from the files
-                   description="UTD-MHAD (cross-subject) and NW-UCLA (cross-view), paper-size model")
+    return Profile(
+        name="real", preset="tiny", datasets=datasets, prepare=prepare, semi_runs=3,
+        pretrain=(f"run.epochs={REAL_PRETRAIN_EPOCHS}", "run.batch_size=16", "optim.warmup_epochs=5",
+                  "run.checkpoint_every=25"),
+        tune=("run.epochs=10", "run.batch_size=16", "queue_size=1024", "head_epochs=5"),
+        evaluation={
+            "linear": ("epochs=30", "batch_size=32"),
+            "finetune": ("epochs=15", "warmup_epochs=2", "batch_size=16"),
+            "semi": ("finetune.epochs=15", "finetune.warmup_epochs=2"),
+            "transfer": ("finetune.epochs=15", "linear.epochs=30"),
+            "fewshot": ("episodes=20",),
+        },
+        notebooks=REAL_NOTEBOOKS, budgets=REAL_BUDGETS,
+        titles={"xsub": "UTD-MHAD XSub", "xview": "NW-UCLA XView", "xsub_validation": "UTD-MHAD validation",
+                "xview_validation": "NW-UCLA validation", "transfer_source": "NW-UCLA", "transfer_target": "UTD-MHAD"},
+        description="UTD-MHAD (XSub: cross-subject) and NW-UCLA (XView: cross-view), tiny model, CPU",
+    )
 
 
 PREPARED_STAMP = ".stars-prepared.json"
@@ -401,6 +453,11 @@ class Experiment:
             yield
         print(f"ran {run_dir.name} in {time.perf_counter() - start:.1f} s")
 
+    def pretrain_epochs(self, method: str = "mamp", dataset: str = "xsub") -> int:
+        """The epochs of the profile's shared stage-1 run (`run.epochs` after every override)."""
+        items = self._overrides("pretrain", method, None)
+        return int(_resolved("pretrain", method, self.profile.preset, items, data=self.dataset(dataset))["run"]["epochs"])
+
     def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides: Any) -> str:
         """Final checkpoint of a stage-1 run (trained now unless cached)."""
         from stars.train.pretrain import main
@@ -513,11 +570,13 @@ def start_notebook(name: str, namespace: dict[str, Any]):
     import matplotlib
 
     from stars.parameters import notebook_parameters
+    from stars.tables import set_profile_titles
 
     matplotlib.use("Agg")
     params = notebook_parameters(namespace)
     exp = Experiment(name, params.profile, params.data or None, params.device or None,
                      params.results_dir or None, seed=params.seed)
+    set_profile_titles(exp.profile.titles)
     exp.save_params(params)
     return params, exp
 

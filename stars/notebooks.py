@@ -31,7 +31,20 @@ KERNEL = "python3"
 # OpenMP / BLAS threads of the kernels per profile, unless the caller set OMP_NUM_THREADS: the smoke and
 # demo runs (tiny model) are so small that a second thread only adds synchronisation (measured in README,
 # "Profiles"); one thread per kernel also makes their numbers independent of how many jobs run at once.
-PROFILE_THREADS = {"smoke": 1, "demo": 1}
+PROFILE_THREADS = {"smoke": 1, "demo": 1, "real": 1}
+
+# Notebooks that `make tables` runs only in some profiles (any notebook still runs anywhere when named):
+# the learning curve trains one MAMP run per budget, which the demo's time budget and the paper's GPU
+# budget leave out; the real profile lists its notebooks itself (`Profile.notebooks`).
+PROFILE_ONLY = {"learning_curve": ("smoke", "real")}
+
+
+def profile_notebooks(profile, folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The notebooks `make tables` runs for a `stars.experiments.Profile`."""
+    if profile.notebooks:  # in the profile's order (longest first)
+        by_name = {p.stem: p for p in list_notebooks(folder, only=list(profile.notebooks))}
+        return [by_name[name] for name in profile.notebooks]
+    return [p for p in list_notebooks(folder) if profile.name in PROFILE_ONLY.get(p.stem, (profile.name,))]
 
 
 def list_notebooks(folder: Path = NOTEBOOK_DIR, only: list[str] | None = None) -> list[Path]:
@@ -146,14 +159,18 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     from stars.results import RESULTS_ROOT, update_index
     from stars.results import update_readme as write_readme_block
 
-    get_profile(profile, data)  # data given to a profile that ignores it, a missing DATA: fail before any kernel
+    resolved = get_profile(profile, data)  # data given to a profile that ignores it, a missing DATA: fail first
     check_device(device)
     if plan and profile == "paper":  # hours of GPU time: say what will be trained first
         from stars.plan import print_plan
 
         print_plan(profile, data, only, device)
     results = Path(out_dir) if out_dir else RESULTS_ROOT / profile
-    sources = list_notebooks(Path(folder), only=only)
+    sources = list_notebooks(Path(folder), only=only) if only else profile_notebooks(resolved, Path(folder))
+    # the kernels run in the notebooks' folder: a relative DATA (given from where make runs) is made relative
+    # to that folder, so it finds the same files and no absolute path enters the saved notebooks
+    if data and not Path(data).is_absolute():
+        data = os.path.relpath(Path(data).resolve(), Path(folder).resolve())
     common = {"profile": profile, "data": data or ""}
     if out_dir:
         common["results_dir"] = str(results)

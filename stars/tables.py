@@ -73,7 +73,7 @@ EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
 TUNE_DEFAULTS: dict[str, Any] = {"report_test_max": True}
 
 ROLE_TITLES = {"xsub": "XSub", "xview": "XView", "ntu120": "NTU-120 XSub", "pku": "PKU-MMD II XSub",
-               "fewshot": "few-shot",
+               "fewshot": "few-shot", "xsub_validation": "XSub validation", "xview_validation": "XView validation",
                "transfer_source": "transfer source", "transfer_target": "transfer target"}
 
 PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.yaml"
@@ -111,9 +111,19 @@ def paper_source(section: str) -> str:
     return f"Paper: {paper_section(section)['source']}."
 
 
+# titles a profile gives its roles (the real profile: "xsub" -> "UTD-MHAD XSub"); set by start_notebook
+_PROFILE_TITLES: dict[str, str] = {}
+
+
+def set_profile_titles(titles: Mapping[str, str]) -> None:
+    """Use a profile's own role titles (`Profile.titles`) from now on, in this process."""
+    _PROFILE_TITLES.clear()
+    _PROFILE_TITLES.update(titles)
+
+
 def role_title(role: str) -> str:
-    """Column title of a dataset role: "xsub" -> "XSub"."""
-    return ROLE_TITLES.get(role, role)
+    """Column title of a dataset role: "xsub" -> "XSub" (or the profile's title, see set_profile_titles)."""
+    return _PROFILE_TITLES.get(role) or ROLE_TITLES.get(role, role)
 
 
 def encoder_checkpoint(exp, name: str, dataset: str = "xsub", **overrides: Any) -> str:

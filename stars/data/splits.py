@@ -1,5 +1,6 @@
 """Index subsets of a split: semi-supervised labelled subsets, few-shot classes and episodes,
-held-out classes, and a validation hold-out for model selection without the test set.
+held-out classes, and validation hold-outs (index sets, or a dataset file) for model selection without the
+test set.
 
 Every function is a pure function of its arguments (NumPy PCG64 seeded by `seed`), so all
 processes of a distributed run draw the same subset (unlike the official semi-supervised feeder,
@@ -9,7 +10,9 @@ unless stated otherwise.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -137,3 +140,27 @@ def validation_holdout(labels: np.ndarray, fraction: float = 0.1, seed: int = 0)
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
     train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
     return train_idx, val_idx
+
+
+def write_validation_dataset(path: str | os.PathLike, out: str | os.PathLike, by: str) -> Path:
+    """A dataset file made from the training split of `path` alone, for choosing settings without the test
+    split: the training samples whose metadata `by` (e.g. "subject" or "view") has its largest value become
+    the validation ("test") split, the others the training split, as the benchmark itself separates
+    subjects or views. Layout, classes, names and the other metadata are kept. -> `out`."""
+    from stars.data.npz import DatasetError, load_split, save_dataset
+
+    train = load_split(path, "train")
+    if by not in train.meta:
+        raise DatasetError(f"{path}: no {by}_train metadata to hold out by; it has {sorted(train.meta) or 'none'}")
+    groups = train.meta[by]
+    held = groups == groups.max()
+    if held.all():
+        raise DatasetError(f"{path}: every training sample has {by} {groups.max()}; nothing is left to train on")
+    fit, val = train.subset(np.flatnonzero(~held)), train.subset(np.flatnonzero(held))
+    extra = {f"{key}_{part}": split.meta[key] for key in train.meta for part, split in (("train", fit), ("test", val))}
+    return save_dataset(
+        out, fit.x, fit.y, val.x, val.y, num_classes=train.num_classes, layout=train.layout,
+        num_persons=train.num_persons, one_hot=False, class_names=train.class_names or None,
+        name=f"{train.name or Path(path).stem} (validation: {by} {groups.max()} of the training split)",
+        extra=extra,
+    )
