@@ -27,13 +27,13 @@
 # for choosing.
 
 # %% tags=["parameters"]
-profile: str = "real"  # smoke | demo | real | paper (README, "Profiles")
+profile: str = "demo"  # smoke | demo | real | paper (README, "Profiles")
 data: str = ""  # folder with the dataset files: profiles real and paper only
 device: str = ""  # cpu, cuda or cuda:N; empty: CUDA when available, else the CPU
 results_dir: str = ""  # empty: results/<profile>/
 seed: int = 0  # seed of every training and evaluation run
 datasets: list[str] = []  # dataset roles; empty: the profile's benchmarks
-epochs: list[int] = []  # MAMP pretraining budgets; empty: the profile's (real: 25, 50, 100, 200)
+epochs: list[int] = []  # MAMP pretraining budgets; empty: the profile's (demo: 25, 50, 100; real: 25, 50, 100, 200)
 
 # %%
 import matplotlib.pyplot as plt

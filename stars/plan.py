@@ -128,12 +128,13 @@ def plan_profile(profile: str, data: str | None, notebooks: list[Path] | None = 
 
     import jupytext
 
-    from stars.notebooks import list_notebooks
+    from stars.experiments import get_profile
+    from stars.notebooks import profile_notebooks
 
     runs: dict[tuple, PlannedRun] = {}
     current = [""]
     scratch = results_dir or tempfile.mkdtemp(prefix="stars-plan-")
-    for source in notebooks or list_notebooks():
+    for source in notebooks or profile_notebooks(get_profile(profile, data)):
         current[0] = source.stem
         cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
         module = types.ModuleType(f"stars_plan_{source.stem}")  # a real module: dataclasses look it up

@@ -25,7 +25,7 @@ EXPECTED = {
     "headline", "table01_semi_supervised", "table03_dino_local_views", "table04_mamp_plus_nnclr",
     "table05_nnclr_from_scratch", "table07_mae_vs_mamp_knn", "table08_mae_vs_mamp_fewshot",
     "table09_batch_size", "table10_layer_decay", "table11_params_macs", "appendix_a_three_stage",
-    "tuning_strategies", "figure2_tsne", "figure3_confusion", "transfer_ntu60_to_pku",
+    "tuning_strategies", "figure2_tsne", "figure3_confusion", "transfer_ntu60_to_pku", "learning_curve",
 }
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from stars.data.npz import load_split, save_dataset
 from stars.data.synthetic import prepare_synthetic
-from stars.notebooks import list_notebooks, run_all
+from stars.experiments import get_profile
+from stars.notebooks import profile_notebooks, run_all
 
 # Everything the paper profile trains, shortened: the tiny model, one epoch, small queues and batches,
 # two semi-supervised runs with batches of 2 (1 % of these files is 2 labels per process, 4 in all).
@@ -57,7 +58,7 @@ def test_every_notebook_runs_in_the_paper_profile_and_the_plan_lists_its_runs(tm
     assert status == 0, log[-4000:]
     assert log.index("[plan]") < log.index("[tables]")  # the plan comes first
     assert "estimated time" in log
-    for path in list_notebooks():
+    for path in profile_notebooks(get_profile("paper", str(data))):
         assert (out / "notebooks" / f"{path.stem}.ipynb").exists(), path.stem
     planned = int(re.search(r"\[plan\] runs \((\d+)\)", log).group(1))
     trained = [p for p in (cache / "paper").iterdir() if p.name.startswith(("pretrain-", "tune-", "eval-"))]
