@@ -36,7 +36,9 @@ from stars.precision import autocast_dtype, set_full_fp32
 CHECKPOINT_NAME = "checkpoint-last.pt"
 FINAL_NAME = "final.pt"
 # config fields (by name, at any depth) that may change on resume without changing what the run learns
-RESUME_VOLATILE = ("progress", "device", "checkpoint_every", "compile")
+# (`stop_epoch` only says where a run ends, not what any of its epochs learns: a run stopped early can be
+# resumed with a later stop epoch, or none, and continues the same schedule)
+RESUME_VOLATILE = ("progress", "device", "checkpoint_every", "compile", "stop_epoch")
 
 
 class ResumeError(ValueError):
@@ -210,6 +212,8 @@ class Trainer:
     config: the resolved run config, stored in every checkpoint.
     data: what the run learns from (dataset and initial weights with their content fingerprints),
         stored in every checkpoint; `resume` refuses a checkpoint whose config or data differ.
+    stop_epoch: end the run (final checkpoint) after this many epochs while the learning-rate schedule still
+        spans `run.epochs`; 0, or any value >= run.epochs, trains the whole schedule.
     """
 
     def __init__(
@@ -230,6 +234,7 @@ class Trainer:
         sync_batchnorm: bool = True,
         checkpoint_extra: Callable[[], dict] | None = None,
         data: dict[str, Any] | None = None,
+        stop_epoch: int = 0,
     ):
         self.info = info or dist.DistInfo(0, 0, 1, dist.pick_device(run.device))
         self.device = self.info.device
@@ -240,6 +245,9 @@ class Trainer:
         self.checkpoint_extra = checkpoint_extra
         self.data = dict(data or {})
         self.resume_changes: dict[str, list] = {}
+        if stop_epoch < 0:
+            raise ValueError(f"stop_epoch must be >= 0 (0 = the whole schedule), got {stop_epoch}")
+        self.end_epoch = min(stop_epoch, run.epochs) if stop_epoch else run.epochs  # the epoch of final.pt
         self.loader = loader
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(groups, optim)
@@ -310,6 +318,11 @@ class Trainer:
                 f"{path}: the run differs from the checkpoint's: {shown}{more}; resume with the same data and "
                 "config, or pass --allow-changed to continue anyway (both are recorded in run.json)"
             )
+        if self.end_epoch < self.run_cfg.epochs and int(state["epoch"]) > self.end_epoch:
+            raise ResumeError(
+                f"{path}: the checkpoint is at epoch {state['epoch']}, past this run's last epoch {self.end_epoch} "
+                f"(stop_epoch); resume with a stop_epoch of at least {state['epoch']}, or 0 for the whole schedule"
+            )
         try:
             unwrap(self.module).load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -328,9 +341,10 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def fit(self, stop_after: int | None = None) -> list[dict[str, float]]:
-        """Train from `start_epoch` to `run.epochs` (or only up to epoch `stop_after`, as an interruption would)."""
+        """Train from `start_epoch` to `end_epoch` (`run.epochs` unless a stop epoch ends the run earlier), or
+        only up to epoch `stop_after`, as an interruption would. The lr schedule always spans `run.epochs`."""
         run, optim = self.run_cfg, self.optim_cfg
-        end_epoch = run.epochs if stop_after is None else min(stop_after, run.epochs)
+        end_epoch = self.end_epoch if stop_after is None else min(stop_after, self.end_epoch)
         steps_per_epoch = len(self.loader)
         if steps_per_epoch == 0:
             raise ValueError(
@@ -395,14 +409,14 @@ class Trainer:
             if dist.is_main_process():
                 self.metrics.append(row)
             history.append(row)
-            last = epoch + 1 == run.epochs or self.should_stop
+            last = epoch + 1 == self.end_epoch or self.should_stop
             if last or (epoch + 1) % run.checkpoint_every == 0:
                 self.save(epoch + 1, final=last)
             dist.barrier()
             if self.should_stop:
                 break
-        if self.start_epoch >= run.epochs and dist.is_main_process() and not (self.run_dir / FINAL_NAME).exists():
-            self.save(run.epochs, final=True)
+        if self.start_epoch >= self.end_epoch and dist.is_main_process() and not (self.run_dir / FINAL_NAME).exists():
+            self.save(self.end_epoch, final=True)
         return history
 
 
