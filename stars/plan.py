@@ -166,7 +166,10 @@ def bench_speeds(device: str | None = None, precision: str = "auto", preset: str
 
 
 def _epochs_of(config: dict[str, Any]) -> float:
-    return float(config.get("epochs") or config.get("run", {}).get("epochs", 1))
+    """Epochs a run trains: its schedule's, or fewer when a stop epoch ends it early (pretraining)."""
+    epochs = float(config.get("epochs") or config.get("run", {}).get("epochs", 1))
+    stop = config.get("stop_epoch") or 0
+    return min(float(stop), epochs) if stop else epochs
 
 
 def estimate_seconds(run: PlannedRun, speeds: dict[str, float]) -> float:

@@ -8,6 +8,11 @@ weights only, lr 1e-3 -> 5e-4 with 20 warm-up epochs and a per-iteration half-co
 global batch 128, crop [0.5, 1] + resize to 120 frames + random rotation of +-0.3 rad.
 The encoder's joint count comes from the dataset file; the batch and the minimum crop are adapted
 (with a warning naming the key) when the training split is small (`stars.train.data_fit`).
+
+STARS' retrained PKU-MMD MAMP (reference §4.4, §4.6) differs in two ways, both switches here:
+`weight_decay_scope=all` (AdamW's decay on every parameter) and `stop_epoch=300` (its PKU scripts tune
+`checkpoint-300.pth` of the 400-epoch schedule). `released_recipe=true` (set by the paper profile) applies
+them to PKU-MMD files only (`stars.recipes`, `pretrain:mamp:released`).
 """
 
 from __future__ import annotations
@@ -56,6 +61,16 @@ class PretrainConfig:
     min_crop_length: int = 64  # frames, before resizing
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(random_rot=0.3))
     adapt_to_data: bool = True  # shrink batch / minimum crop that a small training split cannot use (warned)
+    # AdamW weight decay on >=2-D weights only ("matrices", MAMP), or on every optimised parameter ("all";
+    # STARS' retrained PKU-MMD MAMP, reference §4.6)
+    weight_decay_scope: str = "matrices"
+    # end the run after this many epochs while the lr schedule (warm-up + cosine) still spans run.epochs:
+    # final.pt is the state after that epoch (STARS' PKU scripts: checkpoint-300 of 400); 0, or any value
+    # >= run.epochs, trains the whole schedule
+    stop_epoch: int = 0
+    # also apply the dataset recipe's settings of the released code that differ from our defaults
+    # (`stars.recipes`, `pretrain:<method>:released`; PKU-MMD MAMP: weight_decay_scope=all, stop_epoch=300)
+    released_recipe: bool = False
 
     def __post_init__(self) -> None:
         if self.dataset_preset != "auto" and self.dataset_preset not in DATASET_RECIPES:
@@ -63,6 +78,15 @@ class PretrainConfig:
                              f"got {self.dataset_preset!r}")
         if self.method not in ("mamp", "mae"):
             raise ValueError(f"method must be mamp or mae, got {self.method!r}")
+        if self.weight_decay_scope not in ("matrices", "all"):
+            raise ValueError(f"weight_decay_scope must be matrices or all, got {self.weight_decay_scope!r}")
+        if self.stop_epoch < 0:
+            raise ValueError(f"stop_epoch must be >= 0 (0 = the whole schedule), got {self.stop_epoch}")
+
+    @property
+    def trained_epochs(self) -> int:
+        """Epochs the run trains: `stop_epoch` when it ends the run before `run.epochs`."""
+        return min(self.stop_epoch, self.run.epochs) if self.stop_epoch else self.run.epochs
 
 
 def _mae(cfg: MAMPConfig) -> MAMPConfig:
@@ -118,12 +142,24 @@ def fit_to_data(cfg: PretrainConfig, split: SkeletonSplit, world_size: int = 1,
 
 def resolve_pretrain_config(method: str, preset: str, data: str | Path | None, overrides=()) -> PretrainConfig:
     """Method and size preset, then the dataset's recipe (`stars.recipes`: decoder depth and motion-aware
-    tau per dataset), then the user's overrides; `dataset_preset` holds the recipe used."""
+    tau per dataset, and with `released_recipe` the released code's own settings), then the user's
+    overrides; `dataset_preset` holds the recipe used."""
     base = pretrain_preset(method, preset)
-    requested = apply_overrides(base, overrides).dataset_preset
-    name = resolve_dataset_preset(requested, data)
-    cfg = apply_overrides(base, recipe_overrides(name, "pretrain", method, preset))
+    requested = apply_overrides(base, overrides)
+    name = resolve_dataset_preset(requested.dataset_preset, data)
+    cfg = apply_overrides(base, recipe_overrides(name, "pretrain", method, preset,
+                                                 released=requested.released_recipe))
     return dataclasses.replace(apply_overrides(cfg, overrides), dataset_preset=name)
+
+
+def param_groups(cfg: PretrainConfig, model) -> list[dict]:
+    """AdamW groups: decay on >=2-D weights, none on biases and 1-D parameters; with weight_decay_scope=all
+    (STARS' retrained PKU-MMD MAMP) the same groups all decay."""
+    groups = pretrain_param_groups(model, weight_decay=cfg.optim.weight_decay)
+    if cfg.weight_decay_scope == "all":
+        for group in groups:
+            group["weight_decay"] = cfg.optim.weight_decay
+    return groups
 
 
 def _mamp_step(model, batch):
@@ -169,7 +205,7 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
     model = MaskedMotionModel(cfg.encoder, cfg.mamp)
     trainer = Trainer(
         model,
-        pretrain_param_groups(model, weight_decay=cfg.optim.weight_decay),
+        param_groups(cfg, model),
         loader,
         _mamp_step,
         cfg.optim,
@@ -179,6 +215,7 @@ def _pretrain(cfg: PretrainConfig, data: str | Path, out: Path, resume: bool, al
         config=cfg,
         info=info,
         data={"dataset_sha256": content_fingerprint(data), **data_record(split.layout, split.num_persons)},
+        stop_epoch=cfg.stop_epoch,
     )
     resumes = []
     if resume and (out / CHECKPOINT_NAME).exists():
@@ -199,9 +236,11 @@ def main(args) -> int:
         overrides.append(f"run.device={args.device}")
     cfg = resolve_pretrain_config(args.method, args.preset, args.data, overrides)
     if dist.is_main_process():
-        recipe = recipe_overrides(cfg.dataset_preset, "pretrain", cfg.method, args.preset)
+        recipe = recipe_overrides(cfg.dataset_preset, "pretrain", cfg.method, args.preset,
+                                  released=cfg.released_recipe)
+        stop = f" (stops after {cfg.trained_epochs})" if cfg.trained_epochs < cfg.run.epochs else ""
         print(f"dataset preset: {cfg.dataset_preset} {recipe}; decoder depth {cfg.mamp.decoder_depth}, "
-              f"tau {cfg.mamp.motion_aware_tau}, epochs {cfg.run.epochs}", flush=True)
+              f"tau {cfg.mamp.motion_aware_tau}, epochs {cfg.run.epochs}{stop}", flush=True)
     path = run_pretraining(cfg, args.data, args.out, resume=args.resume, overwrite=getattr(args, "overwrite", False),
                            allow_changed=getattr(args, "allow_changed", False))
     if dist.is_main_process():
