@@ -30,6 +30,8 @@ def test_estimates_are_samples_times_epochs_over_the_measured_speed(tmp_path):
     train, test = split_sizes(data)
     pretrain = PlannedRun("pretrain", "mamp", data, {"run": {"epochs": 400}})
     assert estimate_seconds(pretrain, SPEEDS) == pytest.approx(400 * train / 100.0)
+    stopped = PlannedRun("pretrain", "mamp", data, {"run": {"epochs": 400}, "stop_epoch": 300})  # PKU released
+    assert estimate_seconds(stopped, SPEEDS) == pytest.approx(300 * train / 100.0)
     tune = PlannedRun("tune", "stars", data, {"run": {"epochs": 10}, "workflow": "two-step", "head_epochs": 20,
                                               "augment": {"mirror": False}, "select": "test"})
     assert estimate_seconds(tune, SPEEDS) == pytest.approx(30 * train / 50.0 + 10 * (train + test) / 400.0)
