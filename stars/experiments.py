@@ -460,59 +460,56 @@ class Experiment:
 
     def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides: Any) -> str:
         """Final checkpoint of a stage-1 run (trained now unless cached)."""
-        from stars.train.pretrain import main
-
-        data = self.dataset(dataset)
-        items = self._overrides("pretrain", method, overrides)
-        run_dir = self._run_dir("pretrain", method, items, data, None)
-        final = run_dir / "final.pt"
-        with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
-            if not final.exists():
-                with self._logged(run_dir):
-                    main(argparse.Namespace(method=method, data=data, out=str(run_dir), preset=self.profile.preset,
-                                            resume=True, overrides=items, device=self.device))
-        return str(final)
+        return self.run("pretrain", method, self._overrides("pretrain", method, overrides), self.dataset(dataset))
 
     def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides: Any) -> str:
         """Final checkpoint of a stage-2 run from `init` (trained now unless cached)."""
-        from stars.train.tune import main
-
-        data = self.dataset(dataset)
-        items = self._overrides("tune", method, overrides)
-        run_dir = self._run_dir("tune", method, items, data, init)
-        final = run_dir / "final.pt"
-        with RunLock(run_dir, wait=True):
-            if not final.exists():
-                with self._logged(run_dir):
-                    main(argparse.Namespace(method=method, init=init, data=data, out=str(run_dir),
-                                            preset=self.profile.preset, resume=True, overrides=items,
-                                            device=self.device))
-        best = run_dir / "best.pt"  # select=monitor / test: the selected epoch
-        return str(best if best.exists() else final)
+        return self.run("tune", method, self._overrides("tune", method, overrides), self.dataset(dataset), init)
 
     def evaluate(self, protocol: str, /, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
                  **overrides: Any) -> dict[str, Any]:
         """Metrics of an evaluation protocol (run now unless cached). `protocol` is positional only, so the
         transfer protocol's own `protocol=linear|finetune` can be passed as an override."""
-        from stars.eval.cli import main
+        return self.run("eval", protocol, self._overrides("eval", protocol, overrides), self.dataset(dataset), ckpt,
+                        self.dataset(target) if target else None)
 
-        data = self.dataset(dataset)
-        target_data = self.dataset(target) if target else None
-        items = self._overrides("eval", protocol, overrides)
-        run_dir = self._run_dir("eval", protocol, items, data, ckpt, target_data)
-        metrics = run_dir / "metrics.json"
-        with RunLock(run_dir, wait=True):
-            if not metrics.exists():
+    def run(self, kind: str, method: str, items: list[str], data: str, init: str | None = None,
+            target: str | None = None) -> Any:
+        """One cached run from its complete `--set` items (what `pretrain`, `tune` and `evaluate` resolve, and
+        what `stars.plan` records): trained now unless its folder holds the finished run, else waited for
+        while another process trains it. -> the checkpoint (pretrain, tune) or the metrics (eval)."""
+        run_dir = self._run_dir(kind, method, items, data, init, target)
+        done = run_dir / ("metrics.json" if kind == "eval" else "final.pt")
+        with RunLock(run_dir, wait=True):  # another notebook training this run: wait, then reuse it
+            if not done.exists():
                 with self._logged(run_dir):
-                    main(argparse.Namespace(protocol=protocol, ckpt=ckpt, data=data, target_data=target_data,
-                                            out=str(run_dir), preset=self.profile.preset, resume=True,
-                                            overrides=items, device=self.device))
-                if not keep_eval_checkpoints():
+                    self._train(kind, method, items, data, init, target, run_dir)
+                if kind == "eval" and not keep_eval_checkpoints():
                     for checkpoint in run_dir.rglob("*.pt"):  # the trained heads of a finished evaluation
                         checkpoint.unlink()
-        result = json.loads(metrics.read_text())
-        result["_dir"] = str(run_dir)
-        return result
+        if kind == "eval":
+            result = json.loads(done.read_text())
+            result["_dir"] = str(run_dir)
+            return result
+        best = run_dir / "best.pt"  # tuning with select=monitor / test: the selected epoch
+        return str(best if kind == "tune" and best.exists() else done)
+
+    def _train(self, kind: str, method: str, items: list[str], data: str, init: str | None, target: str | None,
+               run_dir: Path) -> None:
+        common = {"out": str(run_dir), "preset": self.profile.preset, "resume": True, "overrides": items,
+                  "device": self.device}
+        if kind == "pretrain":
+            from stars.train.pretrain import main
+
+            main(argparse.Namespace(method=method, data=data, **common))
+        elif kind == "tune":
+            from stars.train.tune import main
+
+            main(argparse.Namespace(method=method, init=init, data=data, **common))
+        else:
+            from stars.eval.cli import main
+
+            main(argparse.Namespace(protocol=method, ckpt=init, data=data, target_data=target, **common))
 
     # --- outputs -----------------------------------------------------------------------------
     def provenance(self, roles: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:

@@ -145,11 +145,13 @@ def kernel_environment(profile: str, jobs: int = 1) -> Iterator[None]:
 
 def run_all(profile: str, data: str | None, only: list[str] | None = None, out_dir: str | None = None,
             device: str | None = None, folder: Path = NOTEBOOK_DIR, parameters: Mapping[str, Any] | None = None,
-            update_readme: bool | None = None, plan: bool = True, jobs: int = 1) -> int:
+            update_readme: bool | None = None, plan: bool = True, jobs: int = 1, prefetch: bool = True) -> int:
     """Run every notebook of `folder` (or those named in `only`); -> 0, or 1 when any failed.
 
     `jobs` notebooks run at once (each in its own kernel; a run that two of them need is trained by the first
-    and waited for by the second, see `stars.experiments`), in the order of `list_notebooks`.
+    and waited for by the second, see `stars.experiments`), in the profile's order (`profile_notebooks`).
+    With `prefetch` and more than one job, the runs the notebooks ask for are first trained `jobs` at a time
+    in the order their dependencies allow (`stars.plan.train_planned`), so no core waits for another's run.
 
     `parameters` (name -> value) are given to every notebook; each is checked against every notebook's
     parameters cell before the first one runs. The paper profile first prints what it will train and the
@@ -169,9 +171,10 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     sources = list_notebooks(Path(folder), only=only) if only else profile_notebooks(resolved, Path(folder))
     # the kernels run in the notebooks' folder: a relative DATA (given from where make runs) is made relative
     # to that folder, so it finds the same files and no absolute path enters the saved notebooks
+    kernel_data = data
     if data and not Path(data).is_absolute():
-        data = os.path.relpath(Path(data).resolve(), Path(folder).resolve())
-    common = {"profile": profile, "data": data or ""}
+        kernel_data = os.path.relpath(Path(data).resolve(), Path(folder).resolve())
+    common = {"profile": profile, "data": kernel_data or ""}
     if out_dir:
         common["results_dir"] = str(results)
     if device:
@@ -181,6 +184,7 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     failures, times = [], {}
+    prefetch_s = None
 
     def run_one(source: Path) -> None:
         start = time.perf_counter()
@@ -197,6 +201,18 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     wall = time.perf_counter()
     with kernel_environment(profile, jobs):
         threads = os.environ.get("OMP_NUM_THREADS", "")
+        if prefetch and jobs > 1:  # train the notebooks' runs first, `jobs` at a time, in dependency order
+            from stars.plan import plan_profile, train_planned
+
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="stars-prefetch-") as scratch:
+                own = {source.stem: {k: v for k, v in checked[source].items() if k not in ("data", "results_dir")}
+                       for source in sources}  # each notebook's parameters (seed, ...), as its kernel gets them
+                runs = plan_profile(profile, data, sources, scratch, own)
+                done = train_planned(runs, profile, data, jobs, device, scratch)
+            prefetch_s = time.perf_counter() - start
+            print(f"[tables] prefetch: {len(done)}/{len(runs)} planned runs trained or found in the cache "
+                  f"({prefetch_s:.0f} s)", flush=True)
         if jobs == 1:
             for source in sources:
                 run_one(source)
@@ -208,12 +224,12 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
     wall = time.perf_counter() - wall
     times = {source.stem: times[source.stem] for source in sources}
     if not only or len(sources) > 1:
-        write_timings(results / "notebooks" / "timings.json", profile, times, failures, threads, jobs, wall)
+        write_timings(results / "notebooks" / "timings.json", profile, times, failures, threads, jobs, wall, prefetch_s)
     if not out_dir and profile != "smoke":
         update_index()
         if update_readme if update_readme is not None else (profile == "demo" and not only):
             write_readme_block()
-    print(f"[tables] {len(times) - len(failures)}/{len(times)} notebooks ran in {wall:.0f} s")
+    print(f"[tables] {len(sources) - len(failures)}/{len(sources)} notebooks ran in {wall:.0f} s")
     if failures:
         print(f"[tables] failed: {', '.join(failures)}", file=sys.stderr)
         return 1
@@ -221,8 +237,9 @@ def run_all(profile: str, data: str | None, only: list[str] | None = None, out_d
 
 
 def write_timings(path: Path, profile: str, times: Mapping[str, float], failures: list[str],
-                  threads: str = "", jobs: int = 1, wall: float | None = None) -> Path:
-    """How long each notebook of a run took, on which machine: the source of the times in the README."""
+                  threads: str = "", jobs: int = 1, wall: float | None = None, prefetch_s: float | None = None) -> Path:
+    """How long each notebook of a run took, on which machine: the source of the times in the README.
+    `prefetch_s`: the time spent training the planned runs before the notebooks (then mostly cache reads)."""
     import platform
 
     from stars.io import device_description, write_json
@@ -232,7 +249,7 @@ def write_timings(path: Path, profile: str, times: Mapping[str, float], failures
         "omp_num_threads": threads or "default", "jobs": jobs,
         "total_s": round(sum(times.values()) if wall is None else wall, 1),
         "notebooks_s": {name: round(t, 1) for name, t in times.items()}, "failed": failures,
-    })
+    } | ({"prefetch_s": round(prefetch_s, 1)} if prefetch_s is not None else {}))
 
 
 def _last_line(err: BaseException) -> str:
@@ -262,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a notebook parameter (repeatable), e.g. --set seed=1 --set batch_sizes=[8,48]")
         p.add_argument("--no-plan", action="store_true", help="paper profile: skip the plan and time estimate")
+        p.add_argument("--no-prefetch", action="store_true",
+                       help="do not train the planned runs first (with --jobs > 1); each notebook trains its own")
         if name == "run-all":
             p.add_argument("--jobs", type=int, default=1, help="notebooks run at once (default 1)")
     sub.add_parser("list", help="list the notebooks")
@@ -274,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_assignments(args.overrides)
         only = [args.notebook] if args.command == "run" else args.only
         return run_all(args.profile, args.data, only, args.out, args.device, parameters=overrides,
-                       plan=not args.no_plan, jobs=getattr(args, "jobs", 1))
+                       plan=not args.no_plan, jobs=getattr(args, "jobs", 1),
+                       prefetch=not args.no_prefetch)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import types
 import zipfile
 from collections.abc import Iterator
@@ -38,6 +39,17 @@ class PlannedRun:
     config: dict[str, Any]
     notebooks: list[str] = field(default_factory=list)
     name: str = ""  # placeholder name handed to the notebook instead of a checkpoint path
+    call: tuple = ()  # (items, data, init, target) of `Experiment.run`; init may be another run's placeholder
+
+    def depends_on(self) -> str | None:
+        """The name of the planned run whose checkpoint this one starts from, or None."""
+        init = self.call[2] if self.call else None
+        if init and init.startswith(PLACEHOLDER_START):
+            return init[len(PLACEHOLDER_START):].split(">", 1)[0]
+        return None
+
+
+PLACEHOLDER_START = "<planned "
 
 
 class _NaNMetrics(dict):
@@ -72,39 +84,26 @@ def _recording(runs: dict[tuple, PlannedRun], notebook: list[str]) -> Iterator[N
     from stars import tables
     from stars.experiments import Experiment, _resolved
 
-    def record(exp, kind: str, method: str, overrides: list[str], data: str, init: str | None,
-               target: str | None = None) -> str:
+    def run(exp, kind: str, method: str, items: list[str], data: str, init: str | None = None,
+            target: str | None = None):
         evaluated = target if (kind == "eval" and method == "transfer") else data
-        config = _resolved(kind, method, exp.profile.preset, overrides, has_ckpt=init is not None, data=evaluated)
+        config = _resolved(kind, method, exp.profile.preset, items, has_ckpt=init is not None, data=evaluated)
         key = (kind, method, data, target, init, json.dumps(config, sort_keys=True, default=str))
         if key not in runs:
-            runs[key] = PlannedRun(kind, method, evaluated, config, name=f"{kind}-{method}-{len(runs)}")
+            runs[key] = PlannedRun(kind, method, evaluated, config, name=f"{kind}-{method}-{len(runs)}",
+                                   call=(list(items), data, init, target))
         if notebook[0] not in runs[key].notebooks:
             runs[key].notebooks.append(notebook[0])
-        return f"<planned {runs[key].name}>"
-
-    def pretrain(self, method: str = "mamp", dataset: str = "xsub", **overrides):
-        placeholder = record(self, "pretrain", method, self._overrides("pretrain", method, overrides),
-                             self.dataset(dataset), None)
+        placeholder = f"{PLACEHOLDER_START}{runs[key].name}>"
+        if kind == "eval":
+            return {"protocol": method, "metrics": _NaNMetrics(), "_dir": placeholder}
         return placeholder + "/final.pt"
-
-    def tune(self, method: str, init: str | None, dataset: str = "xsub", **overrides):
-        placeholder = record(self, "tune", method, self._overrides("tune", method, overrides),
-                             self.dataset(dataset), init)
-        return placeholder + "/final.pt"
-
-    def evaluate(self, protocol: str, /, ckpt: str | None, dataset: str = "xsub", target: str | None = None,
-                 **overrides):
-        target_data = self.dataset(target) if target else None
-        placeholder = record(self, "eval", protocol, self._overrides("eval", protocol, overrides),
-                             self.dataset(dataset), ckpt, target_data)
-        return {"protocol": protocol, "metrics": _NaNMetrics(), "_dir": placeholder}
 
     def nothing(self, *args, **kwargs):
         return None
 
-    saved = {name: getattr(Experiment, name) for name in ("pretrain", "tune", "evaluate", "table", "figure")}
-    patches = {"pretrain": pretrain, "tune": tune, "evaluate": evaluate, "table": nothing, "figure": nothing}
+    saved = {name: getattr(Experiment, name) for name in ("run", "table", "figure")}
+    patches = {"run": run, "table": nothing, "figure": nothing}
     # readers of a finished run's files that notebooks call between runs: a planned run has none
     readers = {"training_seconds": lambda ckpt: float("nan")}
     saved_readers = {name: getattr(tables, name) for name in readers}
@@ -122,10 +121,10 @@ def _recording(runs: dict[tuple, PlannedRun], notebook: list[str]) -> Iterator[N
 
 
 def plan_profile(profile: str, data: str | None, notebooks: list[Path] | None = None,
-                 results_dir: str | None = None) -> list[PlannedRun]:
-    """The distinct runs the notebooks ask for in `profile`, in the order first asked (see module docstring)."""
-    import tempfile
-
+                 results_dir: str | None = None, parameters: dict[str, dict[str, Any]] | None = None,
+                 ) -> list[PlannedRun]:
+    """The distinct runs the notebooks ask for in `profile`, in the order first asked (see module docstring).
+    `parameters`: notebook name -> parameter values it runs with (besides profile, data and results_dir)."""
     import jupytext
 
     from stars.experiments import get_profile
@@ -149,10 +148,73 @@ def plan_profile(profile: str, data: str | None, notebooks: list[Path] | None = 
                     except Exception:  # noqa: BLE001 - a cell needing real results; keep recording the rest
                         pass
                     if "parameters" in cell.metadata.get("tags", []):
+                        namespace.update((parameters or {}).get(source.stem, {}))
                         namespace.update({"profile": profile, "data": data or "", "results_dir": scratch})
         finally:
             sys.modules.pop(module.__name__, None)
     return list(runs.values())
+
+
+_KIND_ORDER = {"pretrain": 0, "tune": 1, "eval": 2}
+
+
+def _train_one(profile: str, data: str | None, device: str | None, results_dir: str, kind: str, method: str,
+               items: list[str], run_data: str, init: str | None, target: str | None) -> Any:
+    """One planned run in a worker process (`Experiment.run`, so the same cache folder and lock)."""
+    from stars.experiments import Experiment
+
+    exp = Experiment("prefetch", profile, data, device, results_dir)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        result = exp.run(kind, method, items, run_data, init, target)
+    return result if kind != "eval" else result["_dir"]
+
+
+def train_planned(runs: list[PlannedRun], profile: str, data: str | None, jobs: int, device: str | None = None,
+                  results_dir: str | None = None, log=print) -> dict[str, Any]:
+    """Train the planned runs `jobs` at a time, each in its own process, before the notebooks ask for them.
+
+    A run starts once the run it starts from has finished; among the ready runs pretraining comes first (the
+    most runs wait for it), then tuning, then evaluations, each in plan order. The notebooks then find every
+    run in the cache, so both cores stay busy instead of one kernel waiting for a run another kernel trains.
+    The runs are the notebooks' own (same items, same cache keys): the numbers are those of the notebooks
+    training them. A failed run is reported and left to its notebook (which reports it as usual); the runs
+    that start from it are skipped. -> {run name: checkpoint or run folder}."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    results_dir = results_dir or tempfile.mkdtemp(prefix="stars-prefetch-")
+    pending = sorted(runs, key=lambda r: _KIND_ORDER[r.kind])  # stable: plan order within a kind
+    names = {r.name for r in runs}
+    done: dict[str, Any] = {}
+    failed: set[str] = set()
+    with ProcessPoolExecutor(max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        running: dict[Any, PlannedRun] = {}
+        while pending or running:
+            for run in list(pending):
+                parent = run.depends_on()
+                if parent in failed or (parent is not None and parent not in names):
+                    pending.remove(run)  # its start point failed, or was not planned: its notebook handles it
+                    failed.add(run.name)
+                    continue
+                if len(running) >= max(1, jobs) or (parent is not None and parent not in done):
+                    continue
+                items, run_data, init, target = run.call
+                if parent is not None:
+                    init = done[parent]
+                future = pool.submit(_train_one, profile, data, device, results_dir, run.kind, run.method, items,
+                                     run_data, init, target)
+                running[future] = run
+                pending.remove(run)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                try:
+                    done[run.name] = future.result()
+                    log(f"[prefetch] {run.name} ({', '.join(run.notebooks)}) done ({len(done)}/{len(runs)})")
+                except Exception as err:  # noqa: BLE001 - the notebook that needs it reports it
+                    failed.add(run.name)
+                    log(f"[prefetch] {run.name} failed ({type(err).__name__}); its notebook will report it")
+    return done
 
 
 def bench_speeds(device: str | None = None, precision: str = "auto", preset: str = "paper") -> dict[str, float]:
@@ -232,10 +294,10 @@ def print_plan(profile: str, data: str | None, only: list[str] | None = None, de
     """Print the datasets and runs `make tables` will train for `profile` and, with `bench`, their estimated
     time from a short `stars bench` on this machine at the profile's size preset and precision."""
     from stars.experiments import get_profile
-    from stars.notebooks import list_notebooks
+    from stars.notebooks import list_notebooks, profile_notebooks
 
     chosen = get_profile(profile, data)
-    runs = plan_profile(profile, data, list_notebooks(only=only))
+    runs = plan_profile(profile, data, list_notebooks(only=only) if only else profile_notebooks(chosen))
     speeds = None
     if bench and runs:
         precision = "fp32" if "run.precision=fp32" in chosen.tune else "auto"
@@ -245,5 +307,5 @@ def print_plan(profile: str, data: str | None, only: list[str] | None = None, de
     return runs
 
 
-__all__ = ["PlannedRun", "plan_profile", "split_sizes", "bench_speeds", "estimate_seconds", "format_plan",
+__all__ = ["PlannedRun", "plan_profile", "train_planned", "split_sizes", "bench_speeds", "estimate_seconds", "format_plan",
            "print_plan"]

@@ -327,3 +327,51 @@ def test_make_notebook_and_plain_papermill_run_one_notebook_with_new_parameters(
     )
     assert pipe.returncode == 0, pipe.stderr[-2000:]
     assert json.loads((tmp_path / "plain" / "table11_params_macs.json").read_text())["parameters"]["seed"] == 2
+
+
+PREFETCH_NOTEBOOK = NOTEBOOK_HEADER + """# %%
+from stars.experiments import start_notebook
+
+params, exp = start_notebook("chain", globals())
+mamp = exp.pretrain("mamp", "xsub", **{"run.epochs": 1})
+stars = exp.tune("stars", mamp, "xsub", **{"run.epochs": 1})
+knn = exp.evaluate("knn", stars, "xsub")["metrics"]["majority_k1"]
+print("trained in the notebook:", len(exp.runs))
+"""
+
+
+@pytest.mark.slow
+def test_prefetch_trains_the_planned_runs_first_and_the_notebook_only_reads_them(tmp_path, monkeypatch):
+    """With two jobs the notebooks' runs are trained first, in dependency order (tune after its MAMP, KNN after
+    its tuning), by the same code and cache keys: the notebook then trains nothing, and its number is the one
+    a run without prefetching gets."""
+    import nbformat
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "chain.py").write_text(PREFETCH_NOTEBOOK)
+    numbers = {}
+    for prefetch in (True, False):
+        cache = tmp_path / f"cache-{prefetch}"
+        monkeypatch.setenv("STARS_CACHE", str(cache))
+        out = tmp_path / f"out-{prefetch}"
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert run_all("smoke", None, out_dir=str(out), folder=folder, jobs=2, prefetch=prefetch) == 0
+        log = buffer.getvalue()
+        executed = nbformat.read(out / "notebooks" / "chain.ipynb", as_version=4)
+        text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+        trained = sorted(p.name for p in (cache / "smoke").iterdir() if p.name.startswith(("pretrain-", "tune-", "eval-")))
+        if prefetch:
+            order = [line.split()[1].rsplit("-", 1)[0] for line in log.splitlines() if line.startswith("[prefetch]")]
+            assert order == ["pretrain-mamp", "tune-stars", "eval-knn"], log
+            assert "prefetch: 3/3 planned runs" in log
+            assert "ran " not in text  # every run was in the cache when the notebook asked for it
+            assert "prefetch_s" in json.loads((out / "notebooks" / "timings.json").read_text())
+        else:
+            assert "[prefetch]" not in log and text.count("ran ") == 3
+        knn = [line for line in text.splitlines() if line.startswith("trained in the notebook")]
+        numbers[prefetch] = (trained, knn)
+        metrics = sorted((cache / "smoke").glob("eval-knn-*/metrics.json"))
+        numbers[prefetch] += (json.loads(metrics[0].read_text())["metrics"],)
+    assert numbers[True] == numbers[False]  # same runs (cache keys) and the same KNN metrics
