@@ -331,6 +331,18 @@ def _key(*parts: Any) -> str:
 _VOLATILE = ("run.progress", "run.device", "run.checkpoint_every")
 
 
+def _cache_relative(value: Any, cache: Path) -> Any:
+    """`value` with every path inside the profile's cache written as `<run>/<file>` (a checkpoint another run
+    is compared with, e.g.), so provenance names runs, not folders of this machine."""
+    if isinstance(value, dict):
+        return {k: _cache_relative(v, cache) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cache_relative(v, cache) for v in value]
+    if isinstance(value, str) and value.startswith(str(cache) + os.sep):
+        return value[len(str(cache)) + 1:]
+    return value
+
+
 def _resolved(kind: str, method: str, preset: str, overrides: list[str], has_ckpt: bool = True,
               data: str | None = None) -> dict:
     """The resolved config dict of a run (with the recipe of its dataset `data`), minus fields that do not
@@ -438,7 +450,7 @@ class Experiment:
         self.runs[run_dir.name] = {
             "kind": kind, "method": method, "dataset": Path(data).name,
             "init": Path(init).parent.name if init else None, "target": Path(target).name if target else None,
-            "config": resolved,
+            "config": _cache_relative(resolved, self.cache),
         }
         return run_dir
 
