@@ -199,8 +199,12 @@ def train_planned(runs: list[PlannedRun], profile: str, data: str | None, jobs: 
                 if len(running) >= max(1, jobs) or (parent is not None and parent not in done):
                     continue
                 items, run_data, init, target = run.call
-                if parent is not None:
-                    init = done[parent]
+                if parent is not None:  # the placeholder's checkpoint, or a file inside that run's folder
+                    start = f"{PLACEHOLDER_START}{parent}>"
+                    if init == start + "/final.pt":
+                        init = done[parent]
+                    else:
+                        init = str(Path(done[parent]).parent) + init[len(start):]
                 future = pool.submit(_train_one, profile, data, device, results_dir, run.kind, run.method, items,
                                      run_data, init, target)
                 running[future] = run
