@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import types
@@ -41,12 +42,29 @@ class PlannedRun:
     name: str = ""  # placeholder name handed to the notebook instead of a checkpoint path
     call: tuple = ()  # (items, data, init, target) of `Experiment.run`; init may be another run's placeholder
 
-    def depends_on(self) -> str | None:
-        """The name of the planned run whose checkpoint this one starts from, or None."""
-        init = self.call[2] if self.call else None
-        if init and init.startswith(PLACEHOLDER_START):
-            return init[len(PLACEHOLDER_START):].split(">", 1)[0]
-        return None
+    def depends_on(self) -> list[str]:
+        """The names of the planned runs whose checkpoints (or folders) this one reads: its `init`, or a path in
+        one of its items (e.g. the t-SNE's `compare_ckpt`)."""
+        if not self.call:
+            return []
+        items, _, init, _ = self.call
+        found = []
+        for text in [init or "", *items]:
+            found += re.findall(re.escape(PLACEHOLDER_START) + r"([^>]+)>", text)
+        return list(dict.fromkeys(found))
+
+
+def _substitute(text: str | None, done: dict[str, Any]) -> str | None:
+    """`text` with every planned run's placeholder replaced by the finished run: `<planned X>/final.pt` by the
+    checkpoint it returned (best.pt where tuning selected one), any other `<planned X>/...` by its folder."""
+    if not text or PLACEHOLDER_START not in text:
+        return text
+    for name, result in done.items():
+        start = f"{PLACEHOLDER_START}{name}>"
+        folder = str(Path(result)) if not str(result).endswith(".pt") else str(Path(result).parent)
+        text = text.replace(start + "/final.pt", str(result)) if text.endswith(start + "/final.pt") else text
+        text = text.replace(start, folder)
+    return text
 
 
 PLACEHOLDER_START = "<planned "
@@ -191,20 +209,16 @@ def train_planned(runs: list[PlannedRun], profile: str, data: str | None, jobs: 
         running: dict[Any, PlannedRun] = {}
         while pending or running:
             for run in list(pending):
-                parent = run.depends_on()
-                if parent in failed or (parent is not None and parent not in names):
-                    pending.remove(run)  # its start point failed, or was not planned: its notebook handles it
+                parents = run.depends_on()
+                if any(p in failed or p not in names for p in parents):
+                    pending.remove(run)  # a run it reads failed, or was not planned: its notebook handles it
                     failed.add(run.name)
                     continue
-                if len(running) >= max(1, jobs) or (parent is not None and parent not in done):
+                if len(running) >= max(1, jobs) or any(p not in done for p in parents):
                     continue
                 items, run_data, init, target = run.call
-                if parent is not None:  # the placeholder's checkpoint, or a file inside that run's folder
-                    start = f"{PLACEHOLDER_START}{parent}>"
-                    if init == start + "/final.pt":
-                        init = done[parent]
-                    else:
-                        init = str(Path(done[parent]).parent) + init[len(start):]
+                init = _substitute(init, done)
+                items = [_substitute(item, done) for item in items]
                 future = pool.submit(_train_one, profile, data, device, results_dir, run.kind, run.method, items,
                                      run_data, init, target)
                 running[future] = run

@@ -37,3 +37,19 @@ def test_estimates_are_samples_times_epochs_over_the_measured_speed(tmp_path):
     assert estimate_seconds(tune, SPEEDS) == pytest.approx(30 * train / 50.0 + 10 * (train + test) / 400.0)
     knn = PlannedRun("eval", "knn", data, {})
     assert estimate_seconds(knn, SPEEDS) == pytest.approx((train + test) / 400.0)
+
+
+def test_prefetch_substitutes_planned_checkpoints_and_folders_in_init_and_items():
+    from stars.plan import PlannedRun, _substitute
+
+    run = PlannedRun("eval", "tsne", "d.npz", {}, name="eval-tsne-9",
+                     call=(["compare_ckpt=<planned tune-stars-1>/final.pt", "seed=0"], "d.npz",
+                           "<planned pretrain-mamp-0>/final.pt", None))
+    assert run.depends_on() == ["pretrain-mamp-0", "tune-stars-1"]
+    done = {"pretrain-mamp-0": "/c/pretrain-mamp-a/final.pt", "tune-stars-1": "/c/tune-stars-b/best.pt",
+            "eval-linear-2": "/c/eval-linear-c"}
+    assert _substitute("<planned pretrain-mamp-0>/final.pt", done) == "/c/pretrain-mamp-a/final.pt"
+    assert _substitute("compare_ckpt=<planned tune-stars-1>/final.pt", done) == "compare_ckpt=/c/tune-stars-b/best.pt"
+    assert _substitute("<planned tune-stars-1>/head/final.pt", done) == "/c/tune-stars-b/head/final.pt"
+    assert _substitute("<planned eval-linear-2>/encoder.pt", done) == "/c/eval-linear-c/encoder.pt"
+    assert _substitute("seed=0", done) == "seed=0" and _substitute(None, done) is None
