@@ -176,6 +176,14 @@ def finetune_layer_decay_groups(
     return builder.result()
 
 
+def decay_all(groups: list[dict], weight_decay: float) -> list[dict]:
+    """`groups` with AdamW's decay on every group, biases and 1-D parameters included (`weight_decay_scope=all`,
+    the released STARS code's behaviour)."""
+    for group in groups:
+        group["weight_decay"] = weight_decay
+    return groups
+
+
 def pretrain_param_groups(
     model: nn.Module, weight_decay: float = 0.05, base_lr: float | None = None
 ) -> list[dict]:

@@ -29,7 +29,7 @@ from stars.data.augment import AugmentConfig
 from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, valid_spans
 from stars.data.npz import SkeletonSplit, load_split
 from stars.io import content_fingerprint, resume_history, write_run_info
-from stars.methods.param_groups import pretrain_param_groups
+from stars.methods.param_groups import decay_all, pretrain_param_groups
 from stars.models.checkpoint import data_record
 from stars.models.encoder import ENCODER_PRESETS, EncoderConfig
 from stars.models.mamp import MAMPConfig, MaskedMotionModel
@@ -156,10 +156,7 @@ def param_groups(cfg: PretrainConfig, model) -> list[dict]:
     """AdamW groups: decay on >=2-D weights, none on biases and 1-D parameters; with weight_decay_scope=all
     (STARS' retrained PKU-MMD MAMP) the same groups all decay."""
     groups = pretrain_param_groups(model, weight_decay=cfg.optim.weight_decay)
-    if cfg.weight_decay_scope == "all":
-        for group in groups:
-            group["weight_decay"] = cfg.optim.weight_decay
-    return groups
+    return decay_all(groups, cfg.optim.weight_decay) if cfg.weight_decay_scope == "all" else groups
 
 
 def _mamp_step(model, batch):

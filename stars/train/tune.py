@@ -33,7 +33,7 @@ from stars.methods.dino import DINO, teacher_momentum_schedule
 from stars.methods.mamp_nnclr import DECODER_PREFIXES, MAMPNNCLR, MaskedMotionEncoder
 from stars.methods.moco import MoCo
 from stars.methods.nnclr import NNCLR
-from stars.methods.param_groups import partial_tuning_groups
+from stars.methods.param_groups import decay_all, partial_tuning_groups
 from stars.models.checkpoint import (
     check_checkpoint_data,
     data_record,
@@ -300,8 +300,7 @@ def param_groups(cfg: TuneConfig, model, heads, encoder, head_only: bool = False
     groups = partial_tuning_groups(encoder, heads, cfg.optim.lr, alpha=cfg.alpha, tuned_blocks=blocks,
                                    weight_decay=cfg.optim.weight_decay, also_tune=also)
     if cfg.weight_decay_scope == "all":  # official: AdamW's decay on every optimised parameter
-        for group in groups:
-            group["weight_decay"] = cfg.optim.weight_decay
+        decay_all(groups, cfg.optim.weight_decay)
     if cfg.method == "mamp-nnclr" and not head_only:
         decoder = [(n, p) for n, p in encoder.named_parameters() if n.startswith(DECODER_PREFIXES)]
         for _, p in decoder:
