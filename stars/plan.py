@@ -173,7 +173,31 @@ def plan_profile(profile: str, data: str | None, notebooks: list[Path] | None = 
     return list(runs.values())
 
 
-_KIND_ORDER = {"pretrain": 0, "tune": 1, "eval": 2}
+# Relative throughputs (sequences / s) of the three workloads on a CPU, from `stars bench` at the tiny preset;
+# prefetch only needs the order of the runs' costs, not their seconds.
+NOMINAL_SPEEDS = {"pretrain": 500.0, "tune": 800.0, "eval": 1500.0}
+
+
+def critical_path_seconds(runs: list[PlannedRun], speeds: dict[str, float] | None = None) -> dict[str, float]:
+    """{run name: estimated seconds of the run plus the longest chain of planned runs that read it}: the
+    time that must still pass after the run starts. Runs with the longest remaining chain go first."""
+    speeds = speeds or NOMINAL_SPEEDS
+    cost = {run.name: estimate_seconds(run, speeds) for run in runs}
+    children: dict[str, list[str]] = {run.name: [] for run in runs}
+    for run in runs:
+        for parent in run.depends_on():
+            if parent in children:
+                children[parent].append(run.name)
+    remaining: dict[str, float] = {}
+
+    def chain(name: str) -> float:
+        if name not in remaining:
+            remaining[name] = cost[name] + max((chain(child) for child in children[name]), default=0.0)
+        return remaining[name]
+
+    for run in runs:
+        chain(run.name)
+    return remaining
 
 
 def _train_one(profile: str, data: str | None, device: str | None, results_dir: str, kind: str, method: str,
@@ -191,8 +215,9 @@ def train_planned(runs: list[PlannedRun], profile: str, data: str | None, jobs: 
                   results_dir: str | None = None, log=print) -> dict[str, Any]:
     """Train the planned runs `jobs` at a time, each in its own process, before the notebooks ask for them.
 
-    A run starts once the run it starts from has finished; among the ready runs pretraining comes first (the
-    most runs wait for it), then tuning, then evaluations, each in plan order. The notebooks then find every
+    A run starts once the run it starts from has finished; among the ready runs the one with the longest
+    estimated chain still ahead of it comes first (`critical_path_seconds`: a pretraining that many tunings
+    wait for before a short probe), ties in plan order. The notebooks then find every
     run in the cache, so both cores stay busy instead of one kernel waiting for a run another kernel trains.
     The runs are the notebooks' own (same items, same cache keys): the numbers are those of the notebooks
     training them. A failed run is reported and left to its notebook (which reports it as usual); the runs
@@ -201,7 +226,8 @@ def train_planned(runs: list[PlannedRun], profile: str, data: str | None, jobs: 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     results_dir = results_dir or tempfile.mkdtemp(prefix="stars-prefetch-")
-    pending = sorted(runs, key=lambda r: _KIND_ORDER[r.kind])  # stable: plan order within a kind
+    ahead = critical_path_seconds(runs)
+    pending = sorted(runs, key=lambda r: -ahead[r.name])  # stable: plan order among equal chains
     names = {r.name for r in runs}
     done: dict[str, Any] = {}
     failed: set[str] = set()
@@ -325,5 +351,5 @@ def print_plan(profile: str, data: str | None, only: list[str] | None = None, de
     return runs
 
 
-__all__ = ["PlannedRun", "plan_profile", "train_planned", "split_sizes", "bench_speeds", "estimate_seconds", "format_plan",
+__all__ = ["PlannedRun", "plan_profile", "train_planned", "critical_path_seconds", "split_sizes", "bench_speeds", "estimate_seconds", "format_plan",
            "print_plan"]

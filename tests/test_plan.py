@@ -53,3 +53,24 @@ def test_prefetch_substitutes_planned_checkpoints_and_folders_in_init_and_items(
     assert _substitute("<planned tune-stars-1>/head/final.pt", done) == "/c/tune-stars-b/head/final.pt"
     assert _substitute("<planned eval-linear-2>/encoder.pt", done) == "/c/eval-linear-c/encoder.pt"
     assert _substitute("seed=0", done) == "seed=0" and _substitute(None, done) is None
+
+
+def test_prefetch_starts_the_run_with_the_longest_chain_ahead_first(tmp_path):
+    from stars.data.synthetic import prepare_synthetic
+    from stars.plan import critical_path_seconds
+
+    data = str(prepare_synthetic(tmp_path, seed=0, num_subjects=4, num_classes=4, max_frames=40)["xsub"])
+    train, test = split_sizes(data)
+    short = PlannedRun("pretrain", "mamp", data, {"run": {"epochs": 10}}, name="pretrain-short")
+    long = PlannedRun("pretrain", "mae", data, {"run": {"epochs": 20}}, name="pretrain-long")
+    tunes = [PlannedRun("tune", "stars", data, {"run": {"epochs": 10}}, name=f"tune-{i}",
+                        call=([], data, "<planned pretrain-short>/final.pt", None)) for i in range(3)]
+    knn = PlannedRun("eval", "knn", data, {}, name="eval-knn", call=([], data, "<planned tune-0>/final.pt", None))
+    ahead = critical_path_seconds([short, long, *tunes, knn], SPEEDS)
+    assert ahead["eval-knn"] == pytest.approx((train + test) / 400.0)
+    assert ahead["tune-0"] == pytest.approx(10 * train / 50.0 + ahead["eval-knn"])
+    assert ahead["tune-1"] == pytest.approx(10 * train / 50.0)
+    assert ahead["pretrain-short"] == pytest.approx(10 * train / 100.0 + ahead["tune-0"])
+    assert ahead["pretrain-long"] == pytest.approx(20 * train / 100.0)
+    # the short pretraining with three tunings behind it goes before the longer one that nothing waits for
+    assert ahead["pretrain-short"] > ahead["pretrain-long"]
