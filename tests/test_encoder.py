@@ -296,3 +296,66 @@ def test_classifier_both_heads():
         Classifier(SkeletonEncoder(cfg), "mlp", 5)
     with pytest.raises(ValueError, match="num_classes"):
         Classifier(SkeletonEncoder(cfg), "linear", 0)
+
+
+# ------------------------------------------------------------------------------ absent second persons
+def _with_absent_persons(seed: int = 0) -> torch.Tensor:
+    """(6, 3, 32, 25, 2) random batch whose second person is all zero in samples 0, 2, 3 and 5."""
+    x = torch.randn(6, 3, 32, 25, 2, generator=torch.Generator().manual_seed(seed))
+    x[[0, 2, 3, 5], ..., 1] = 0.0
+    return x
+
+
+def _encoded_batch_sizes(encoder: SkeletonEncoder) -> list[int]:
+    sizes: list[int] = []
+    encoder.blocks[0].register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    return sizes
+
+
+def _every_sequence(encoder: SkeletonEncoder, x: torch.Tensor) -> torch.Tensor:
+    """Token features of every folded sequence encoded on its own, one at a time (no sharing)."""
+    return torch.cat([encoder.forward_tokens(x[n : n + 1, ..., m : m + 1])
+                      for n in range(x.shape[0]) for m in range(x.shape[-1])])
+
+
+def test_absent_persons_are_encoded_once_with_the_same_features():
+    torch.manual_seed(0)
+    encoder = SkeletonEncoder(ENCODER_PRESETS["tiny"]).eval()
+    randomise_parameters(encoder)
+    x = _with_absent_persons()
+    sizes = _encoded_batch_sizes(encoder)
+    with torch.no_grad():
+        tokens = encoder.forward_tokens(x)
+        pooled = encoder(x)
+    assert sizes[:2] == [6 + 2 + 1, 6 + 2 + 1]  # 6 first persons, 2 present second persons, 1 absent one
+    with torch.no_grad():
+        reference = _every_sequence(encoder, x)
+    torch.testing.assert_close(tokens, reference, rtol=1e-5, atol=1e-6)
+    expected = reference.reshape(6, 2 * reference.shape[1], -1).mean(dim=1)
+    torch.testing.assert_close(pooled, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_absent_persons_share_gradients_like_separate_copies():
+    torch.manual_seed(0)
+    encoder = SkeletonEncoder(ENCODER_PRESETS["tiny"]).train()
+    randomise_parameters(encoder)
+    x = _with_absent_persons(1)
+    encoder(x).pow(2).sum().backward()
+    shared = {name: p.grad.clone() for name, p in encoder.named_parameters()}
+    encoder.zero_grad()
+    tokens = _every_sequence(encoder, x)
+    tokens.reshape(6, 2 * tokens.shape[1], -1).mean(dim=1).pow(2).sum().backward()
+    for name, p in encoder.named_parameters():
+        torch.testing.assert_close(shared[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_absent_persons_are_encoded_separately_under_stochastic_depth():
+    torch.manual_seed(0)
+    encoder = SkeletonEncoder(encoder_preset("tiny", drop_path_rate=0.2)).train()
+    sizes = _encoded_batch_sizes(encoder)
+    encoder(_with_absent_persons())
+    assert sizes == [12]  # each absent person draws its own drop-path decisions
+    encoder.eval()
+    with torch.no_grad():
+        encoder(_with_absent_persons())
+    assert sizes[1] == 9
