@@ -183,7 +183,7 @@ class SkeletonEncoder(nn.Module):
         """
         self.check_input(x)
         sequences = fold_persons(x)
-        if x.shape[-1] > 1 and self._same_function_per_sequence():
+        if x.shape[-1] > 1 and self._can_share_empty_sequences(sequences):
             empty = ~sequences.flatten(1).any(dim=1)  # (B,)
             empty_rows = torch.nonzero(empty).flatten()
             if empty_rows.numel() > 1:
@@ -195,8 +195,12 @@ class SkeletonEncoder(nn.Module):
                 return encoded[row_of]
         return self.encode_tokens(self.embed_sequences(sequences).flatten(1, 2))
 
-    def _same_function_per_sequence(self) -> bool:
-        """True when equal input sequences give equal outputs: no stochastic depth is being sampled."""
+    def _can_share_empty_sequences(self, sequences: torch.Tensor) -> bool:
+        """True when equal input sequences give equal outputs (no stochastic depth is being sampled) and the
+        values can be looked at: not on the meta device, where Table 11 counts the full computation by shape,
+        and not while torch.compile traces, where a data-dependent row count would break the graph."""
+        if sequences.is_meta or torch.compiler.is_compiling():
+            return False
         return not self.training or all(block.drop_path.drop_prob == 0.0 for block in self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
