@@ -96,8 +96,8 @@ def _synthetic_profile(name: str, root: Path) -> Profile:
             prepare=prepare,
         )
     # The tiny model (32 frames, 32-d, 2 blocks) with longer schedules. MAMP needs on the order of 100
-    # epochs here for features good enough to tune (KNN k=1 on XSub: 41% after 50 epochs, 53% after 100);
-    # 80 keeps `make tables` under half an hour on 2 cores.
+    # epochs here for features good enough to tune (KNN k=1 on XSub: 41% after 50 epochs, 47% after 80,
+    # 53% after 100); 80 keeps `make tables` at about 25 minutes on 2 cores.
     # Stage 2 takes about 190 steps instead of the paper's 3,130, so its learning rate is 3e-3, not 1e-3
     # (from that MAMP start, 10 epochs at 1e-3 add about 1 KNN point, at 3e-3 about 3).
     return Profile(
