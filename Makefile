@@ -32,7 +32,7 @@ setup: $(BIN)/python  ## create .venv, install torch + the package (editable) + 
 	$(BIN)/python -m ipykernel install --user --name stars --display-name "Python (stars)"
 	@echo "set-up done: $(BIN)/stars --help"
 
-tables:  ## run every notebook into results/PROFILE/ (PROFILE=smoke: ~2 min | demo: ~25 min | real: ~40 min, DATA=../shared/datasets | paper, DATA=DIR, JOBS=notebooks at once (2), SET="scope:key=value ...")
+tables:  ## run every notebook into results/PROFILE/ (PROFILE=smoke: ~2 min | demo: ~25 min | real: ~15 min, DATA=../shared/datasets | paper, DATA=DIR, JOBS=notebooks at once (2), SET="scope:key=value ...")
 	$(if $(SET),STARS_OVERRIDES="$(SET)") $(BIN)/python -m stars.notebooks run-all --profile $(PROFILE) $(if $(DATA),--data $(DATA)) --jobs $(JOBS)
 
 notebook:  ## run one notebook: make notebook NB=table09_batch_size P='batch_sizes=[8,48] seed=1' [PROFILE=...] [OUT=DIR]
