@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -36,6 +37,7 @@ from pathlib import Path
 import torch
 
 from stars import dist
+from stars.analysis.step_profile import Breakdown, time_by_category
 from stars.io import device_description, write_json
 
 WORKLOADS = ("feeder", "pretrain", "tune", "eval")
@@ -128,35 +130,74 @@ def _summary(side: Side, flops_per_step: float | None, peak: float | None) -> di
     return out
 
 
-def _forward_macs(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward: the layers counted as for Table 11, plus the two attention
-    products (q k^T and attention x v: 2 B H L^2 head_dim), which Table 11's convention leaves out."""
+@dataclass(frozen=True)
+class Work:
+    """Multiply-accumulates of one forward: all layers counted as for Table 11 plus the two attention
+    products (q k^T and attention x v: 2 B H L^2 head_dim, which Table 11's convention leaves out), and
+    of those the linear layers' and the attention products' own."""
+
+    total: int
+    linear: int
+    attention: int
+
+
+def _forward_work(model: torch.nn.Module, *inputs: torch.Tensor) -> Work:
     from stars.analysis.flops import count_macs
     from stars.models.blocks import Attention
 
-    attention = []
+    attention, linear = [], []
 
-    def hook(module, module_inputs, output):
+    def attention_hook(module, module_inputs, output):
         batch, length, dim = module_inputs[0].shape
         attention.append(2 * batch * length * length * dim)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, Attention)]
+    def linear_hook(module, module_inputs, output):
+        linear.append(module.in_features * output.numel())
+
+    handles = [m.register_forward_hook(attention_hook) for m in model.modules() if isinstance(m, Attention)]
+    handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     try:
         with torch.no_grad():
             layers = count_macs(model, *inputs)[1]
     finally:
         for handle in handles:
             handle.remove()
-    return layers + sum(attention)
+    return Work(total=layers + sum(attention), linear=sum(linear), attention=sum(attention))
 
 
-def run_bench(*args, **kwargs) -> dict:
+SDPA_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
+
+
+def _attention_backend(name: str):
+    """Restrict our side's scaled_dot_product_attention to one kernel family (`auto`: PyTorch's choice)."""
+    if name not in SDPA_BACKENDS:
+        raise BenchError(f"--sdpa must be one of {', '.join(SDPA_BACKENDS)}, got {name!r}")
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+               "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
+    return sdpa_kernel(backend)
+
+
+def run_bench(*args, sdpa: str = "auto", **kwargs) -> dict:
     """Time `workloads` for ours and the baseline; -> a JSON-ready dict (see the module docstring).
 
-    Arguments as `_run_bench`. A process group started for the official NNCLR is closed again."""
+    Arguments as `_run_bench`; `sdpa` restricts our attention to one kernel family (the baselines use
+    explicit attention, which it does not touch). A process group started for the official NNCLR is
+    closed again."""
     had_group = torch.distributed.is_available() and torch.distributed.is_initialized()
     try:
-        return _run_bench(*args, **kwargs)
+        with _attention_backend(sdpa):
+            results = _run_bench(*args, **kwargs)
+        results["sdpa"] = sdpa
+        return results
+    except RuntimeError as error:
+        if sdpa != "auto" and re.search(r"available kernel|viable backend", str(error)):
+            raise BenchError(f"--sdpa {sdpa}: no {sdpa} attention kernel runs these inputs here "
+                             f"({str(error).splitlines()[0]})") from None
+        raise
     finally:
         if not had_group and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -231,11 +272,24 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
     ids = torch.arange(batch_size, device=dev)
     sequences = batch_size
 
-    def record(name: str, sides: list[Side], flops: float | None) -> None:
+    count_work = dev.type == "cuda" or profile
+
+    def record(name: str, sides: list[Side], work: Work | None = None, passes: int = 6) -> None:
+        """passes: FLOPs per forward MAC (6: forward and backward of a training step, 2: a forward)."""
         time_sides(sides, dev, rounds, steps, warmup)
-        if profile:
-            results.setdefault("profiles", {})[name] = profile_step(sides[0].step, dev)
+        flops = passes * work.total if work is not None and dev.type == "cuda" else None
         ours, other = (_summary(s, flops, peak) for s in sides)
+        if profile:
+            table, breakdown = profile_step(sides[0].step, dev, work, passes)
+            results.setdefault("profiles", {})[name] = table
+            if breakdown is not None:
+                busy = breakdown.total_seconds / ours["seconds_per_step"]
+                results.setdefault("breakdowns", {})[name] = {
+                    **breakdown.to_dict(peak), "step_seconds": ours["seconds_per_step"],
+                    "summary": breakdown.summary(peak) + (
+                        f"\nprofiled {'device' if dev.type == 'cuda' else 'CPU'} time / timed step: "
+                        f"{100 * busy:.0f} %" + (" (the device waits for the host the rest of the time)"
+                                                 if dev.type == "cuda" and busy < 0.9 else ""))}
         results["workloads"][name] = {"ours": ours, "baseline": other,
                                       "speedup": other["seconds_per_step"] / ours["seconds_per_step"]}
 
@@ -247,7 +301,7 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
             return torch.stack([torch.from_numpy(item[0]) for item in items]).to(dev)
 
         record("feeder", [Side("ours (batched, on the device)", next_batch, sequences, "fp32"),
-                          Side("reference (per sample)", reference_batch, sequences, "fp32")], None)
+                          Side("reference (per sample)", reference_batch, sequences, "fp32")])
 
     mamp_model = MaskedMotionModel(enc_cfg, pre.mamp).to(dev)
     if "pretrain" in workloads:
@@ -279,8 +333,8 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
                 ref_optimizer.step()
 
             other = Side("reference (fp32, explicit attention)", reference_pretrain, sequences, "fp32")
-        flops = 6 * _forward_macs(mamp_model, x) if dev.type == "cuda" else None
-        record("pretrain", [Side("ours", ours_pretrain, sequences, ours_precision), other], flops)
+        work = _forward_work(mamp_model, x) if count_work else None
+        record("pretrain", [Side("ours", ours_pretrain, sequences, ours_precision), other], work)
 
     if "tune" in workloads or "eval" in workloads:
         from stars.config import to_dict
@@ -293,9 +347,8 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
             nnclr, heads, encoder = build_model(tune, str(ckpt))
             ref_nnclr, ref_heads, ref_encoder = build_model(tune, str(ckpt))
         nnclr, ref_nnclr = nnclr.to(dev), ref_nnclr.to(dev)
-        on_cuda = dev.type == "cuda"
-        tune_macs = _forward_macs(_EncoderAndHead(encoder, nnclr.head).to(dev), x) if on_cuda else None
-        eval_macs = _forward_macs(encoder, x) if on_cuda else None
+        tune_work = _forward_work(_EncoderAndHead(encoder, nnclr.head).to(dev), x) if count_work else None
+        eval_work = _forward_work(encoder, x) if count_work else None
 
     if "tune" in workloads:
         optimizer = build_optimizer(param_groups(tune, nnclr, heads, encoder), tune.optim)
@@ -332,8 +385,7 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
 
             other = Side("reference (fp32, explicit attention, views encoded twice)", reference_tune, sequences,
                          "fp32")
-        record("tune", [Side("ours", ours_tune, sequences, ours_precision), other],
-               6 * tune_macs if tune_macs else None)
+        record("tune", [Side("ours", ours_tune, sequences, ours_precision), other], tune_work)
 
     if "eval" in workloads:
         encoder.eval()
@@ -365,8 +417,7 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
                     return ref_encoder(x)
 
             other = Side("reference (fp32, explicit attention)", other_eval, sequences, "fp32")
-        record("eval", [Side("ours", ours_eval, sequences, ours_precision), other],
-               2 * eval_macs if eval_macs else None)
+        record("eval", [Side("ours", ours_eval, sequences, ours_precision), other], eval_work, passes=2)
     if dev.type == "cpu":
         import resource
 
@@ -374,16 +425,24 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
     return results
 
 
-def profile_step(step: Callable[[], object], device: torch.device, rows: int = 15) -> str:
-    """torch.profiler table of one step of ours: the operators taking the most time (device time on CUDA)."""
+def profile_step(step: Callable[[], object], device: torch.device, work: Work | None = None, passes: int = 6,
+                 rows: int = 15) -> tuple[str, Breakdown | None]:
+    """torch.profiler of one step of ours -> (table of the operators taking the most time, device time on
+    CUDA; its time by kind of work with the GEMM / attention rates when `work` is known, else None)."""
     from torch.profiler import ProfilerActivity, profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     with profile(activities=activities) as prof:
         step()
         _sync(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    key = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    if work is None:
+        return table, None
+    breakdown = Breakdown(time_by_category(prof.events(), device=on_cuda), gemm_flops=passes * work.linear,
+                          attention_flops=passes * work.attention, total_flops=passes * work.total)
+    return table, breakdown
 
 
 class _EncoderAndHead(torch.nn.Module):
@@ -408,8 +467,9 @@ def _maybe_compile(module: torch.nn.Module, enabled: bool):
 
 def format_results(results: dict) -> str:
     """A plain-text table of the measurements."""
+    attention = f" · attention kernel: {results['sdpa']}" if results.get("sdpa", "auto") != "auto" else ""
     lines = [f"device {results['device']} · preset {results['preset']} · batch {results['batch_size']} · "
-             f"baseline: {results['baseline']}"]
+             f"baseline: {results['baseline']}{attention}"]
     header = f"{'workload':<9} {'ours seq/s':>11} {'base seq/s':>11} {'speed-up':>9} {'ours MiB':>9} " \
              f"{'TFLOP/s':>8} {'MFU':>6}"
     lines.append(header)
@@ -429,10 +489,12 @@ def main(args) -> int:
     workloads = tuple(w.strip() for w in args.workloads.split(",") if w.strip())
     results = run_bench(args.data, args.preset, args.batch_size, args.steps, args.device,
                         against_official=args.against_official, workloads=workloads, rounds=args.rounds,
-                        precision=args.precision, compile=args.compile, profile=args.profile)
+                        precision=args.precision, compile=args.compile, profile=args.profile, sdpa=args.sdpa)
     print(format_results(results))
     for name, table in results.get("profiles", {}).items():
         print(f"\n--- profile of our {name} step ---\n{table}")
+        if name in results.get("breakdowns", {}):
+            print(results["breakdowns"][name]["summary"])
     if args.out:
         write_json(args.out, results)
     else:

@@ -119,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="our side's precision (auto: bf16 autocast on CUDA, fp32 on CPU); the baseline runs fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile our side (the transformer blocks)")
-    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of one step of ours per workload")
+    p.add_argument("--profile", action="store_true",
+                   help="per workload: a torch.profiler table of one step of ours, its time by kind of work "
+                        "(GEMM, attention, normalisation, copies, ...), the GEMM and attention rates and the "
+                        "step's ceiling if only those took time")
+    p.add_argument("--sdpa", default="auto", choices=("auto", "cudnn", "flash", "efficient", "math"),
+                   help="the attention kernel family of our side (auto: PyTorch's choice)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write the measurements as JSON here")

@@ -15,6 +15,9 @@ Checks, in this order (each one is independent; a failure is recorded and the ne
                    SyncBatchNorm) and its final loss against a single-process run
     bench          `stars bench` on the paper-size model (against the official code when given, and
                    against our reference path), bf16 and fp32
+    kernels        `stars bench --profile` of the pretraining and tuning steps with each attention
+                   kernel family (PyTorch's choice, cuDNN, flash, memory-efficient): speed, MFU, time by
+                   kind of work, GEMM and attention TFLOP/s, and the MFU ceiling at those rates
     smoke          every notebook in the smoke profile on `cuda`
 
 Tolerances are stated next to each figure in the report. The report is results/gpu/<device>.md and
@@ -272,6 +275,63 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
     return out
 
 
+ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient")
+
+
+def check_kernels(device: torch.device, timeout: float, preset: str = "paper", batch_size: int = 128) -> dict:
+    """Our pretraining and tuning steps profiled with each attention kernel family; a family with no kernel
+    for these inputs is recorded as unavailable, not as a failure."""
+    out: dict = {}
+    start = time.perf_counter()
+    for kernel in ATTENTION_KERNELS:
+        left = timeout - (time.perf_counter() - start)
+        if left < 20:
+            out[kernel] = {"skipped": "out of time"}
+            continue
+        path = Path(tempfile.mkdtemp()) / f"{kernel}.json"
+        result = _run([sys.executable, "-m", "stars", "bench", "--device", device.type, "--preset", preset,
+                       "--batch-size", str(batch_size), "--workloads", "pretrain,tune", "--steps", "3",
+                       "--rounds", "1", "--profile", "--sdpa", kernel, "--out", str(path)], left)
+        if path.exists():
+            out[kernel] = json.loads(path.read_text())
+        elif result["returncode"] == 2 and "attention kernel" in result["tail"]:
+            out[kernel] = {"unavailable": result["tail"].strip().splitlines()[-1]}
+        else:
+            out[kernel] = result
+    out["ok"] = "workloads" in out.get("auto", {})
+    return out
+
+
+def _kernel_lines(kernels: dict) -> list[str]:
+    lines = ["", "## Attention kernels and where the time goes", "",
+             "| kernel | step | seq/s | MFU | GEMM TFLOP/s | attention TFLOP/s | MFU ceiling |", "|---|---|---|---|---|---|---|"]
+    summaries = []
+    for kernel in ATTENTION_KERNELS:
+        item = kernels.get(kernel)
+        if not isinstance(item, dict):
+            continue
+        if "workloads" not in item:
+            reason = "no kernel for these inputs" if "unavailable" in item else item.get("skipped", "failed")
+            lines.append(f"| {kernel} | — | {reason} | | | | |")
+            continue
+        for step, row in item["workloads"].items():
+            ours, parts = row["ours"], item.get("breakdowns", {}).get(step, {})
+            cells = [f"{ours['sequences_per_s']:.0f}", _percent(ours.get("mfu")), _number(parts.get("gemm_tflops")),
+                     _number(parts.get("attention_tflops")), _percent(parts.get("ceiling_mfu"))]
+            lines.append(f"| {kernel} | {step} | " + " | ".join(cells) + " |")
+            if "summary" in parts:
+                summaries.append(f"- {kernel}, {step}: " + parts["summary"].replace("\n", "; "))
+    return lines + [""] + summaries
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
 def check_smoke(device: torch.device, timeout: float, work: Path) -> dict:
     result = _run([sys.executable, "-m", "stars.notebooks", "run-all", "--profile", "smoke", "--device", device.type,
                    "--out", str(work / "smoke")], timeout,
@@ -321,6 +381,9 @@ def _markdown(report: dict) -> str:
             from stars.bench import format_results
 
             lines += ["", f"## bench: {name}", "", "```", format_results(item), "```"]
+    kernels = report["checks"].get("kernels", {})
+    if any(isinstance(v, dict) for v in kernels.values()):
+        lines += _kernel_lines(kernels)
     smoke = report["checks"].get("smoke", {})
     if "notebooks" in smoke:
         lines += ["", "## smoke profile on cuda", ""] + [f"- {k}: {v}" for k, v in smoke["notebooks"].items()]
@@ -361,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         ("resume", lambda: check_resume(device, work)),
         ("torchrun", lambda: check_torchrun(device, work, min(150, left()))),
         ("bench", lambda: check_bench(device, args.against_official, min(240, left()), **small)),
+        ("kernels", lambda: check_kernels(device, min(150, left()), **small)),
         ("smoke", lambda: check_smoke(device, left(), work)),
     ]
     only = {c.strip() for c in args.only.split(",") if c.strip()}
