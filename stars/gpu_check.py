@@ -16,8 +16,9 @@ Checks, in this order (each one is independent; a failure is recorded and the ne
     bench          `stars bench` on the paper-size model (against the official code when given, and
                    against our reference path), bf16 and fp32
     kernels        `stars bench --profile` of the pretraining and tuning steps with each attention
-                   kernel family (PyTorch's choice, cuDNN, flash, memory-efficient): speed, MFU, time by
-                   kind of work, GEMM and attention TFLOP/s, and the MFU ceiling at those rates
+                   kernel family (PyTorch's choice, cuDNN, flash, memory-efficient) and with the blocks
+                   compiled: speed, MFU, time by kind of work, GEMM and attention TFLOP/s, and the MFU
+                   ceiling at those rates
     smoke          every notebook in the smoke profile on `cuda`
 
 Tolerances are stated next to each figure in the report. The report is results/gpu/<device>.md and
@@ -275,7 +276,9 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
     return out
 
 
-ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient")
+# attention kernel families, then PyTorch's choice with the transformer blocks compiled
+KERNEL_RUNS = {"auto": ["--sdpa", "auto"], "cudnn": ["--sdpa", "cudnn"], "flash": ["--sdpa", "flash"],
+               "efficient": ["--sdpa", "efficient"], "auto, compiled": ["--sdpa", "auto", "--compile"]}
 
 
 def check_kernels(device: torch.device, timeout: float, preset: str = "paper", batch_size: int = 128) -> dict:
@@ -283,15 +286,15 @@ def check_kernels(device: torch.device, timeout: float, preset: str = "paper", b
     for these inputs is recorded as unavailable, not as a failure."""
     out: dict = {}
     start = time.perf_counter()
-    for kernel in ATTENTION_KERNELS:
+    for kernel, options in KERNEL_RUNS.items():
         left = timeout - (time.perf_counter() - start)
         if left < 20:
             out[kernel] = {"skipped": "out of time"}
             continue
-        path = Path(tempfile.mkdtemp()) / f"{kernel}.json"
+        path = Path(tempfile.mkdtemp()) / "bench.json"
         result = _run([sys.executable, "-m", "stars", "bench", "--device", device.type, "--preset", preset,
                        "--batch-size", str(batch_size), "--workloads", "pretrain,tune", "--steps", "3",
-                       "--rounds", "1", "--profile", "--sdpa", kernel, "--out", str(path)], left)
+                       "--rounds", "1", "--profile", *options, "--out", str(path)], left)
         if path.exists():
             out[kernel] = json.loads(path.read_text())
         elif result["returncode"] == 2 and "attention kernel" in result["tail"]:
@@ -306,7 +309,7 @@ def _kernel_lines(kernels: dict) -> list[str]:
     lines = ["", "## Attention kernels and where the time goes", "",
              "| kernel | step | seq/s | MFU | GEMM TFLOP/s | attention TFLOP/s | MFU ceiling |", "|---|---|---|---|---|---|---|"]
     summaries = []
-    for kernel in ATTENTION_KERNELS:
+    for kernel in KERNEL_RUNS:
         item = kernels.get(kernel)
         if not isinstance(item, dict):
             continue
@@ -424,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         ("resume", lambda: check_resume(device, work)),
         ("torchrun", lambda: check_torchrun(device, work, min(150, left()))),
         ("bench", lambda: check_bench(device, args.against_official, min(240, left()), **small)),
-        ("kernels", lambda: check_kernels(device, min(150, left()), **small)),
+        ("kernels", lambda: check_kernels(device, min(210, left()), **small)),
         ("smoke", lambda: check_smoke(device, left(), work)),
     ]
     only = {c.strip() for c in args.only.split(",") if c.strip()}

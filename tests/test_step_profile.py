@@ -29,6 +29,8 @@ from stars.models.blocks import Block
     ("aten::gelu_backward", "elementwise"),
     ("aten::_foreach_addcdiv_", "optimiser"),
     ("Optimizer.step#AdamW.step", "optimiser"),
+    ("triton_per_fused_add_native_layer_norm_0", "fused"),
+    ("## Call CompiledFxGraph fabc123 ##", "fused"),
     ("aten::view", None),
     ("ViewBackward0", None),
     ("cudaLaunchKernel", None),
