@@ -62,5 +62,5 @@ clean-results:  ## remove results/ of PROFILE
 clean-cache:  ## remove the trained runs and datasets cached for PROFILE (cache/PROFILE, cache/data/synthetic-PROFILE)
 	rm -rf $${STARS_CACHE:-cache}/$(PROFILE) $${STARS_CACHE:-cache}/data/synthetic-$(PROFILE)
 
-gpu-check:  ## on a CUDA machine: gpu tests, bf16 vs fp32, resume, torchrun, bench, attention kernels, smoke -> results/gpu/ (OFFICIAL=DIR: time the official code too)
+gpu-check:  ## on a CUDA machine: gpu tests, bf16 vs fp32, resume, torchrun, bench, attention kernels, smoke -> results/gpu/ (OFFICIAL=DIR: time the official code too; GPU_BUDGET=seconds, default 540)
 	$(PY) -m stars.gpu_check $(if $(OFFICIAL),--against-official $(OFFICIAL)) $(if $(GPU_BUDGET),--budget-s $(GPU_BUDGET))

@@ -1,6 +1,6 @@
 """`make gpu-check`: the checks that need a CUDA device, in one command, written to results/gpu/.
 
-    python -m stars.gpu_check [--against-official DIR] [--out results/gpu] [--budget-s 600]
+    python -m stars.gpu_check [--against-official DIR] [--out results/gpu] [--budget-s 540]
 
 Checks, in this order (each one is independent; a failure is recorded and the next one runs):
 
@@ -252,10 +252,11 @@ def _last_loss(run_dir: Path) -> float | None:
 def check_bench(device: torch.device, official: str | None, timeout: float, preset: str = "paper",
                 batch_size: int = 128) -> dict:
     out = {}
+    # against the official code when given (bf16 and both sides fp32), else against our reference path;
+    # the compiled variant runs in the `kernels` check
     runs = [("reference", None, "auto")]
     if official:
-        runs = [("official", official, "auto"), ("official_fp32", official, "fp32"),
-                ("official_compiled", official, "compile")] + runs
+        runs = [("official", official, "auto"), ("official_fp32", official, "fp32")]
     start = time.perf_counter()
     for name, against, precision in runs:
         left = timeout - (time.perf_counter() - start)
@@ -265,9 +266,7 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
         path = Path(tempfile.mkdtemp()) / f"{name}.json"
         command = [sys.executable, "-m", "stars", "bench", "--device", device.type, "--preset", preset,
                    "--batch-size", str(batch_size), "--steps", "5", "--rounds", "3",
-                   "--precision", "auto" if precision == "compile" else precision, "--out", str(path)]
-        if precision == "compile":
-            command += ["--compile", "--workloads", "pretrain,tune,eval"]
+                   "--precision", precision, "--out", str(path)]
         if against:
             command += ["--against-official", against]
         result = _run(command, left)
@@ -398,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stars.gpu_check", allow_abbrev=False)
     parser.add_argument("--against-official", default=None, metavar="DIR")
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "gpu"))
-    parser.add_argument("--budget-s", type=float, default=900.0, help="time for all checks together")
+    parser.add_argument("--budget-s", type=float, default=540.0,
+                        help="time for all checks together (about 480 s on an H200)")
     parser.add_argument("--only", default="", help="comma-separated subset of the checks")
     parser.add_argument("--dry-run-on-cpu", action="store_true",
                         help="run the checks small on the CPU (to test this script; nothing is written to results/)")
