@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against-official", default=None, metavar="DIR")
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "gpu"))
     parser.add_argument("--budget-s", type=float, default=540.0,
-                        help="time for all checks together (about 480 s on an H200)")
+                        help="time for all checks together")
     parser.add_argument("--only", default="", help="comma-separated subset of the checks")
     parser.add_argument("--dry-run-on-cpu", action="store_true",
                         help="run the checks small on the CPU (to test this script; nothing is written to results/)")
