@@ -205,7 +205,7 @@ def run_bench(*args, sdpa: str = "auto", **kwargs) -> dict:
 
 def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int = 32, steps: int = 3,
               device: str | None = None, against_official: str | None = None, workloads=WORKLOADS,
-              rounds: int = 3, warmup: int = 1, precision: str = "auto", compile: bool = False,
+              rounds: int = 3, warmup: int = 1, precision: str = "auto", compile: bool | str = False,
               profile: bool = False) -> dict:
     from stars.data.augment import AugmentConfig
     from stars.data.feeder import BatchLoader, CropConfig, DeviceSplit, ReferenceFeeder
@@ -220,6 +220,10 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown or not workloads:
         raise BenchError(f"unknown workload(s) {unknown or 'none given'}; choose from {list(WORKLOADS)}")
+    if isinstance(compile, bool):
+        compile = "blocks" if compile else "off"
+    if compile not in COMPILE_MODES:
+        raise BenchError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     if steps < 1 or rounds < 1 or batch_size < 2 or warmup < 0:
         raise BenchError(f"need --steps >= 1, --rounds >= 1, --batch-size >= 2, warmup >= 0; got steps={steps}, "
                          f"rounds={rounds}, batch_size={batch_size}, warmup={warmup}")
@@ -456,18 +460,27 @@ class _EncoderAndHead(torch.nn.Module):
         return self.head(self.encoder(x))
 
 
-def _maybe_compile(module: torch.nn.Module, enabled: bool):
-    """The training loop's regional compilation (every transformer block, in place) when enabled."""
-    if enabled:
+COMPILE_MODES = ("off", "blocks", "model")
+
+
+def _maybe_compile(module: torch.nn.Module, mode: str):
+    """`blocks`: the training loop's regional compilation, every transformer block in place; `model`: the
+    whole module's forward in one compiled region (loss included where the module computes it); `off`:
+    eager."""
+    if mode == "blocks":
         from stars.train.engine import compile_regions
 
         compile_regions(module)
+    elif mode == "model":
+        module.compile()
     return module
 
 
 def format_results(results: dict) -> str:
     """A plain-text table of the measurements."""
     attention = f" · attention kernel: {results['sdpa']}" if results.get("sdpa", "auto") != "auto" else ""
+    if results.get("compile") not in (None, False, "off"):
+        attention += f" · compiled: {'blocks' if results['compile'] is True else results['compile']}"
     lines = [f"device {results['device']} · preset {results['preset']} · batch {results['batch_size']} · "
              f"baseline: {results['baseline']}{attention}"]
     header = f"{'workload':<9} {'ours seq/s':>11} {'base seq/s':>11} {'speed-up':>9} {'ours MiB':>9} " \

@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a checkout of the official MAMP or STARS code to time against (default: our reference path)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="our side's precision (auto: bf16 autocast on CUDA, fp32 on CPU); the baseline runs fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile our side (the transformer blocks)")
+    p.add_argument("--compile", nargs="?", const="blocks", default="off", choices=("off", "blocks", "model"),
+                   help="torch.compile our side: the transformer blocks (the training loop's run.compile; the "
+                        "default when given without a value) or each step's whole model forward")
     p.add_argument("--profile", action="store_true",
                    help="per workload: a torch.profiler table of one step of ours, its time by kind of work "
                         "(GEMM, attention, normalisation, copies, ...), the GEMM and attention rates and the "

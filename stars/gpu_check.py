@@ -16,8 +16,8 @@ Checks, in this order (each one is independent; a failure is recorded and the ne
     bench          `stars bench` on the paper-size model (against the official code when given, and
                    against our reference path), bf16 and fp32
     kernels        `stars bench --profile` of the pretraining and tuning steps with each attention
-                   kernel family (PyTorch's choice, cuDNN, flash, memory-efficient) and with the blocks
-                   compiled: speed, MFU, time by kind of work, GEMM and attention TFLOP/s, and the MFU
+                   kernel family (PyTorch's choice, cuDNN, flash, memory-efficient), with the blocks
+                   compiled and with each whole model forward compiled: speed, MFU, time by kind of work, GEMM and attention TFLOP/s, and the MFU
                    ceiling at those rates
     smoke          every notebook in the smoke profile on `cuda`
 
@@ -275,9 +275,10 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
     return out
 
 
-# attention kernel families, then PyTorch's choice with the transformer blocks compiled
+# attention kernel families, then PyTorch's choice with the transformer blocks / the whole model compiled
 KERNEL_RUNS = {"auto": ["--sdpa", "auto"], "cudnn": ["--sdpa", "cudnn"], "flash": ["--sdpa", "flash"],
-               "efficient": ["--sdpa", "efficient"], "auto, compiled": ["--sdpa", "auto", "--compile"]}
+               "efficient": ["--sdpa", "efficient"], "auto, blocks compiled": ["--sdpa", "auto", "--compile", "blocks"],
+               "auto, model compiled": ["--sdpa", "auto", "--compile", "model"]}
 
 
 def check_kernels(device: torch.device, timeout: float, preset: str = "paper", batch_size: int = 128) -> dict:

@@ -141,6 +141,18 @@ def test_a_transformer_block_compiles_without_graph_breaks():
     assert explanation.graph_count == 1
 
 
+def test_a_whole_mamp_forward_with_its_loss_compiles_without_graph_breaks():
+    """`stars bench --compile model`: masking (random scores, argsort, gathers), encoder, decoder and the
+    masked loss trace into one graph."""
+    from stars.models.mamp import MAMPConfig, MaskedMotionModel
+
+    torch._dynamo.reset()
+    model = MaskedMotionModel(TINY, MAMPConfig())
+    explanation = torch._dynamo.explain(model)(random_batch(TINY, batch=4, seed=3))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
 def test_the_eager_parts_are_where_the_graph_breaks_would_be():
     """Compiling a whole NNCLR step would break the graph (queue look-up checks, `.item`-like host reads);
     these parts are exactly the ones compile_regions leaves out."""

@@ -111,6 +111,8 @@ def test_bench_profile_reports_the_breakdown(tmp_path):
                   sdpa="cudnn")
     with pytest.raises(BenchError, match="--sdpa must be"):
         run_bench(data, preset="tiny", device="cpu", sdpa="fast")
+    with pytest.raises(BenchError, match="--compile must be"):
+        run_bench(data, preset="tiny", device="cpu", compile="everything")
 
 
 def test_gpu_check_kernel_table_lists_speed_ceiling_and_unavailable_kernels():
