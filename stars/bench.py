@@ -142,7 +142,7 @@ class Work:
 
 
 def _forward_work(model: torch.nn.Module, *inputs: torch.Tensor) -> Work:
-    from stars.analysis.flops import count_macs
+    from stars.analysis.flops import count_macs, module_macs
     from stars.models.blocks import Attention
 
     attention, linear = [], []
@@ -152,7 +152,7 @@ def _forward_work(model: torch.nn.Module, *inputs: torch.Tensor) -> Work:
         attention.append(2 * batch * length * length * dim)
 
     def linear_hook(module, module_inputs, output):
-        linear.append(module.in_features * output.numel())
+        linear.append(module_macs(module, module_inputs, output))
 
     handles = [m.register_forward_hook(attention_hook) for m in model.modules() if isinstance(m, Attention)]
     handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
@@ -287,13 +287,10 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
             table, breakdown = profile_step(sides[0].step, dev, work, passes)
             results.setdefault("profiles", {})[name] = table
             if breakdown is not None:
-                busy = breakdown.total_seconds / ours["seconds_per_step"]
+                step_seconds = ours["seconds_per_step"]
                 results.setdefault("breakdowns", {})[name] = {
-                    **breakdown.to_dict(peak), "step_seconds": ours["seconds_per_step"],
-                    "summary": breakdown.summary(peak) + (
-                        f"\nprofiled {'device' if dev.type == 'cuda' else 'CPU'} time / timed step: "
-                        f"{100 * busy:.0f} %" + (" (the device waits for the host the rest of the time)"
-                                                 if dev.type == "cuda" and busy < 0.9 else ""))}
+                    **breakdown.to_dict(peak), "step_seconds": step_seconds,
+                    "summary": breakdown.summary(peak, step_seconds)}
         results["workloads"][name] = {"ours": ours, "baseline": other,
                                       "speedup": other["seconds_per_step"] / ours["seconds_per_step"]}
 
@@ -445,7 +442,8 @@ def profile_step(step: Callable[[], object], device: torch.device, work: Work | 
     if work is None:
         return table, None
     breakdown = Breakdown(time_by_category(prof.events(), device=on_cuda), gemm_flops=passes * work.linear,
-                          attention_flops=passes * work.attention, total_flops=passes * work.total)
+                          attention_flops=passes * work.attention, total_flops=passes * work.total,
+                          on_device=on_cuda)
     return table, breakdown
 
 
@@ -478,11 +476,11 @@ def _maybe_compile(module: torch.nn.Module, mode: str):
 
 def format_results(results: dict) -> str:
     """A plain-text table of the measurements."""
-    attention = f" · attention kernel: {results['sdpa']}" if results.get("sdpa", "auto") != "auto" else ""
-    if results.get("compile") not in (None, False, "off"):
-        attention += f" · compiled: {'blocks' if results['compile'] is True else results['compile']}"
+    options = f" · attention kernel: {results['sdpa']}" if results.get("sdpa", "auto") != "auto" else ""
+    if results.get("compile", "off") != "off":
+        options += f" · compiled: {results['compile']}"
     lines = [f"device {results['device']} · preset {results['preset']} · batch {results['batch_size']} · "
-             f"baseline: {results['baseline']}{attention}"]
+             f"baseline: {results['baseline']}{options}"]
     header = f"{'workload':<9} {'ours seq/s':>11} {'base seq/s':>11} {'speed-up':>9} {'ours MiB':>9} " \
              f"{'TFLOP/s':>8} {'MFU':>6}"
     lines.append(header)

@@ -14,6 +14,8 @@ import sys
 
 import torch
 
+from stars.bench import COMPILE_MODES, SDPA_BACKENDS
+
 PREPARE_TARGETS = ("ntu60", "ntu120", "pku1", "pku2", "nw-ucla", "utd-mhad", "synthetic", "byo")
 PRETRAIN_METHODS = ("mamp", "mae")
 TUNE_METHODS = ("stars", "stars-3stage", "moco", "dino", "mamp-nnclr", "nnclr")
@@ -118,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a checkout of the official MAMP or STARS code to time against (default: our reference path)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="our side's precision (auto: bf16 autocast on CUDA, fp32 on CPU); the baseline runs fp32")
-    p.add_argument("--compile", nargs="?", const="blocks", default="off", choices=("off", "blocks", "model"),
+    p.add_argument("--compile", nargs="?", const="blocks", default="off", choices=COMPILE_MODES,
                    help="torch.compile our side: the transformer blocks (the training loop's run.compile; the "
                         "default when given without a value) or each step's whole model forward")
     p.add_argument("--profile", action="store_true",
                    help="per workload: a torch.profiler table of one step of ours, its time by kind of work "
                         "(GEMM, attention, normalisation, copies, ...), the GEMM and attention rates and the "
                         "step's ceiling if only those took time")
-    p.add_argument("--sdpa", default="auto", choices=("auto", "cudnn", "flash", "efficient", "math"),
+    p.add_argument("--sdpa", default="auto", choices=SDPA_BACKENDS,
                    help="the attention kernel family of our side (auto: PyTorch's choice)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None)

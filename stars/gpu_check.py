@@ -13,12 +13,12 @@ Checks, in this order (each one is independent; a failure is recorded and the ne
                    one, in deterministic mode: identical weights
     torchrun       `torchrun --nproc_per_node=<GPUs>` of a tuning run (NCCL, DistributedDataParallel,
                    SyncBatchNorm) and its final loss against a single-process run
-    bench          `stars bench` on the paper-size model (against the official code when given, and
-                   against our reference path), bf16 and fp32
+    bench          `stars bench` on the paper-size model: against the official code when given (ours in
+                   bf16, and both sides in fp32), else against our reference path
     kernels        `stars bench --profile` of the pretraining and tuning steps with each attention
                    kernel family (PyTorch's choice, cuDNN, flash, memory-efficient), with the blocks
-                   compiled and with each whole model forward compiled: speed, MFU, time by kind of work, GEMM and attention TFLOP/s, and the MFU
-                   ceiling at those rates
+                   compiled and with each whole model forward compiled: speed, MFU, time by kind of
+                   work, GEMM and attention TFLOP/s, and the MFU ceiling at those rates
     smoke          every notebook in the smoke profile on `cuda`
 
 Tolerances are stated next to each figure in the report. The report is results/gpu/<device>.md and
@@ -275,10 +275,11 @@ def check_bench(device: torch.device, official: str | None, timeout: float, pres
     return out
 
 
-# attention kernel families, then PyTorch's choice with the transformer blocks / the whole model compiled
-KERNEL_RUNS = {"auto": ["--sdpa", "auto"], "cudnn": ["--sdpa", "cudnn"], "flash": ["--sdpa", "flash"],
-               "efficient": ["--sdpa", "efficient"], "auto, blocks compiled": ["--sdpa", "auto", "--compile", "blocks"],
-               "auto, model compiled": ["--sdpa", "auto", "--compile", "model"]}
+# each attention kernel family, then PyTorch's choice with the blocks / the whole model compiled
+KERNEL_RUNS = {
+    **{family: ["--sdpa", family] for family in ("auto", "cudnn", "flash", "efficient")},
+    **{f"auto, {mode} compiled": ["--compile", mode] for mode in ("blocks", "model")},
+}
 
 
 def check_kernels(device: torch.device, timeout: float, preset: str = "paper", batch_size: int = 128) -> dict:
@@ -398,8 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stars.gpu_check", allow_abbrev=False)
     parser.add_argument("--against-official", default=None, metavar="DIR")
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "gpu"))
-    parser.add_argument("--budget-s", type=float, default=540.0,
-                        help="time for all checks together")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="time for all checks together")
     parser.add_argument("--only", default="", help="comma-separated subset of the checks")
     parser.add_argument("--dry-run-on-cpu", action="store_true",
                         help="run the checks small on the CPU (to test this script; nothing is written to results/)")

@@ -90,6 +90,9 @@ def test_the_ceiling_counts_only_gemm_and_attention_time():
     assert breakdown.ceiling_mfu(None) is None
     text = breakdown.summary(2e15)
     assert "movement 50.0 %" in text and "MFU ceiling 59.4 %" in text and "gemm 3000.0 TFLOP/s" in text
+    assert "profiled CPU time / timed step: 50 %" in breakdown.summary(step_seconds=0.032)
+    on_device = Breakdown(seconds, 6e12, 3e12, 9.5e12, on_device=True).summary(step_seconds=0.032)
+    assert "profiled device time / timed step: 50 % (the device waits for the host" in on_device
 
 
 def test_bench_profile_reports_the_breakdown(tmp_path):

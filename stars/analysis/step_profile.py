@@ -132,6 +132,7 @@ class Breakdown:
     gemm_flops: float
     attention_flops: float
     total_flops: float
+    on_device: bool = False  # seconds are device (CUDA) time, not host time
 
     @property
     def total_seconds(self) -> float:
@@ -167,8 +168,9 @@ class Breakdown:
             out["ceiling_mfu"] = self.ceiling_mfu(peak_flops)
         return out
 
-    def summary(self, peak_flops: float | None = None) -> str:
-        """Two lines: the share of each category, then the GEMM / attention rates and the ceiling."""
+    def summary(self, peak_flops: float | None = None, step_seconds: float | None = None) -> str:
+        """The share of each category, then the GEMM / attention rates and the ceiling; with the timed
+        `step_seconds`, a third line: how much of the step the profiled time covers."""
         total = self.total_seconds or 1.0
         shares = ", ".join(f"{name} {100 * seconds / total:.1f} %" for name, seconds in
                            sorted(self.seconds.items(), key=lambda item: -item[1]) if seconds > 0)
@@ -183,8 +185,14 @@ class Breakdown:
             mfu = self.ceiling_mfu(peak_flops)
             if mfu is not None:
                 ceiling += f" (MFU ceiling {100 * mfu:.1f} %)"
-        return (f"time by kind ({1e3 * self.total_seconds:.2f} ms profiled): {shares}\n"
+        text = (f"time by kind ({1e3 * self.total_seconds:.2f} ms profiled): {shares}\n"
                 f"achieved: {', '.join(rates) or 'no FLOP counts'}{ceiling}")
+        if step_seconds:
+            busy = self.total_seconds / step_seconds
+            text += f"\nprofiled {'device' if self.on_device else 'CPU'} time / timed step: {100 * busy:.0f} %"
+            if self.on_device and busy < 0.9:
+                text += " (the device waits for the host the rest of the time)"
+        return text
 
 
 def _tera(rate: float | None) -> float | None:
