@@ -213,7 +213,7 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
     from stars.methods.param_groups import pretrain_param_groups
     from stars.models.blocks import explicit_attention
     from stars.models.mamp import MaskedMotionModel
-    from stars.train.engine import build_optimizer
+    from stars.train.engine import CompileStats, build_optimizer
     from stars.train.pretrain import pretrain_preset
     from stars.train.tune import build_model, param_groups, tune_preset
 
@@ -280,6 +280,7 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
 
     def record(name: str, sides: list[Side], work: Work | None = None, passes: int = 6) -> None:
         """passes: FLOPs per forward MAC (6: forward and backward of a training step, 2: a forward)."""
+        compiled_from = CompileStats.now() if compile != "off" else None
         time_sides(sides, dev, rounds, steps, warmup)
         flops = passes * work.total if work is not None and dev.type == "cuda" else None
         ours, other = (_summary(s, flops, peak) for s in sides)
@@ -293,6 +294,12 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
                     "summary": breakdown.summary(peak, step_seconds)}
         results["workloads"][name] = {"ours": ours, "baseline": other,
                                       "speedup": other["seconds_per_step"] / ours["seconds_per_step"]}
+        if compiled_from is not None:  # a "compiled" figure must come from compiled code
+            compiled = CompileStats.now().since(compiled_from)
+            if compiled.graphs == 0 or compiled.fallbacks:
+                raise BenchError(f"--compile {compile}: our {name} step did not run compiled ({compiled.summary()}; "
+                                 "TORCH_LOGS=recompiles,graph_breaks shows why)")
+            results["workloads"][name]["compile"] = compiled.to_dict()
 
     if "feeder" in workloads:
         reference = ReferenceFeeder(split, train=True, crop=crop, random_rot=0.3, seed=0)
@@ -491,6 +498,10 @@ def format_results(results: dict) -> str:
         mfu = f"{100 * ours['mfu']:.1f}%" if "mfu" in ours else "—"
         lines.append(f"{name:<9} {ours['sequences_per_s']:>11.1f} {base['sequences_per_s']:>11.1f} "
                      f"{row['speedup']:>8.2f}x {mem:>9} {tflops:>8} {mfu:>6}")
+    compiled = [f"{name} {row['compile']['graphs']} graphs, {row['compile']['graph_breaks']} breaks"
+                for name, row in results["workloads"].items() if "compile" in row]
+    if compiled:
+        lines.append(f"compiled ({results['compile']}): " + "; ".join(compiled) + "; no eager fallback")
     return "\n".join(lines)
 
 

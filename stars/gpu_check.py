@@ -322,7 +322,10 @@ def _kernel_lines(kernels: dict) -> list[str]:
             ours, parts = row["ours"], item.get("breakdowns", {}).get(step, {})
             cells = [f"{ours['sequences_per_s']:.0f}", _percent(ours.get("mfu")), _number(parts.get("gemm_tflops")),
                      _number(parts.get("attention_tflops")), _percent(parts.get("ceiling_mfu"))]
-            lines.append(f"| {kernel} | {step} | " + " | ".join(cells) + " |")
+            label = kernel
+            if "compile" in row:  # the bench refuses a compiled row with no graph or an eager fallback
+                label += f" ({row['compile']['graphs']} graphs, {row['compile']['graph_breaks']} breaks)"
+            lines.append(f"| {label} | {step} | " + " | ".join(cells) + " |")
             if "summary" in parts:
                 summaries.append(f"- {kernel}, {step}: " + parts["summary"].replace("\n", "; "))
     return lines + [""] + summaries

@@ -191,6 +191,53 @@ def test_compiled_blocks_give_the_eager_result():
         assert torch.allclose(a.grad, b.grad, atol=1e-4), name
 
 
+def _compiled_mamp_run(tmp_path, epochs: int = 2):
+    from stars.methods.param_groups import pretrain_param_groups
+    from stars.train.engine import OptimConfig, RunConfig, Trainer
+
+    model = _mamp()
+    data = [{"x": random_batch(TINY, batch=b, seed=b), "index": torch.arange(b)} for b in (4, 3)]
+
+    class Loader(list):
+        def set_epoch(self, epoch):
+            pass
+
+    def monitor(module, epoch):  # feature extraction: no gradients, eval mode, another batch size
+        with torch.no_grad():
+            module.forward_encoder(random_batch(TINY, batch=5, seed=9))
+        return {}
+
+    run = RunConfig(epochs=epochs, batch_size=4, device="cpu", progress=False, compile=True)
+    trainer = Trainer(model, pretrain_param_groups(model), Loader(data), lambda m, b: (m(b["x"])[0], {}),
+                      OptimConfig(warmup_epochs=0), run, tmp_path, kind="mamp", end_of_epoch=monitor)
+    return trainer.fit()
+
+
+@pytest.mark.slow
+def test_a_compiled_run_records_its_graphs_and_never_falls_back_to_eager(tmp_path):
+    """Training steps, the monitor's no-grad extraction and changing batch sizes recompile the blocks; all
+    of it stays compiled (no frame over the recompile limit) and each epoch's row says so."""
+    torch._dynamo.reset()
+    history = _compiled_mamp_run(tmp_path)
+    last = history[-1]
+    assert last["compiled_graphs"] >= 3  # encoder and decoder lengths, and the no-grad variant
+    assert last["graph_breaks"] == 0 and last["eager_fallbacks"] == 0
+    assert torch._dynamo.config.recompile_limit >= 32
+
+
+@pytest.mark.slow
+def test_a_compiled_run_warns_when_dynamo_gives_up(tmp_path, monkeypatch):
+    import stars.train.engine as engine
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(engine, "RECOMPILE_LIMIT", 1)
+    with torch._dynamo.config.patch(recompile_limit=1), \
+            pytest.warns(UserWarning, match=r"torch.compile gave up on \d+ frame"):
+        history = _compiled_mamp_run(tmp_path, epochs=1)
+    assert history[-1]["eager_fallbacks"] >= 1
+    assert "eager_fallbacks" in (tmp_path / "metrics.csv").read_text()
+
+
 @pytest.fixture
 def one_process_group():
     with socket.socket() as probe:

@@ -118,6 +118,31 @@ def test_bench_profile_reports_the_breakdown(tmp_path):
         run_bench(data, preset="tiny", device="cpu", compile="everything")
 
 
+@pytest.mark.slow
+def test_a_compiled_bench_shows_it_compiled_and_refuses_eager_fallbacks(tmp_path, monkeypatch):
+    import torch
+
+    import stars.train.engine as engine
+    from stars.bench import format_results
+    from stars.data.synthetic import prepare_synthetic
+
+    prepare_synthetic(tmp_path, seed=0, num_subjects=4, num_classes=6)
+    data = str(tmp_path / "SYN_XSub.npz")
+    torch._dynamo.reset()
+    results = run_bench(data, preset="tiny", batch_size=8, steps=1, rounds=1, device="cpu", workloads=("pretrain",),
+                        compile="blocks")
+    stats = results["workloads"]["pretrain"]["compile"]
+    assert stats["graphs"] >= 2 and stats["graph_breaks"] == 0 and stats["fallbacks"] == 0  # encoder + decoder
+    assert f"compiled (blocks): pretrain {stats['graphs']} graphs, 0 breaks; no eager fallback" in format_results(results)
+
+    torch._dynamo.reset()  # the decoder's length is a second variant; with room for one, it would run eager
+    monkeypatch.setattr(engine, "RECOMPILE_LIMIT", 1)
+    with torch._dynamo.config.patch(recompile_limit=1), \
+            pytest.raises(BenchError, match="--compile blocks: our pretrain step did not run compiled .*1 eager fallback"):
+        run_bench(data, preset="tiny", batch_size=8, steps=1, rounds=1, device="cpu", workloads=("pretrain",),
+                  compile="blocks")
+
+
 def test_gpu_check_kernel_table_lists_speed_ceiling_and_unavailable_kernels():
     bench = {"workloads": {"pretrain": {"ours": {"sequences_per_s": 3000.0, "mfu": 0.117}}},
              "breakdowns": {"pretrain": {"gemm_tflops": 555.2, "attention_tflops": 133.1, "ceiling_mfu": 0.297,
@@ -126,3 +151,7 @@ def test_gpu_check_kernel_table_lists_speed_ceiling_and_unavailable_kernels():
     assert "| auto | pretrain | 3000 | 11.7 % | 555.2 | 133.1 | 29.7 % |" in lines
     assert "| flash | — | no kernel for these inputs |" in lines
     assert "- auto, pretrain: time by kind (40 ms profiled): attention 26 %; achieved: x" in lines
+    compiled = {"workloads": {"tune": {"ours": {"sequences_per_s": 2400.0, "mfu": 0.2},
+                                       "compile": {"graphs": 4, "graph_breaks": 0, "fallbacks": 0}}}}
+    lines = "\n".join(_kernel_lines({"auto, blocks compiled": compiled}))
+    assert "| auto, blocks compiled (4 graphs, 0 breaks) | tune | 2400 | 20.0 % |" in lines

@@ -145,6 +145,44 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(value)
 
 
+# Compiled variants one block may need in a run: frozen or tuned weights, with or without gradients
+# (training steps, feature extraction), train or eval mode, static then dynamic shapes (encoder and
+# decoder lengths, batches whose absent persons are shared). torch's default of 8 can be reached by a
+# tuning run, after which the block silently runs eager; `CompileStats.fallbacks` counts such frames.
+RECOMPILE_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class CompileStats:
+    """What torch.compile did in this process (cumulative, from dynamo's counters); `since` gives the
+    part of one run. `fallbacks` counts frames dynamo gave up on (recompile limit, an error): they ran
+    eager, so a run or benchmark that says "compiled" was partly not."""
+
+    graphs: int = 0
+    graph_breaks: int = 0
+    fallbacks: int = 0
+
+    @classmethod
+    def now(cls) -> CompileStats:
+        from torch._dynamo.utils import counters
+
+        frames = counters["frames"]
+        return cls(graphs=int(counters["stats"]["unique_graphs"]),
+                   graph_breaks=int(sum(counters["graph_break"].values())),
+                   fallbacks=int(frames["total"] - frames["ok"]))
+
+    def since(self, earlier: CompileStats) -> CompileStats:
+        return CompileStats(self.graphs - earlier.graphs, self.graph_breaks - earlier.graph_breaks,
+                            self.fallbacks - earlier.fallbacks)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"graphs": self.graphs, "graph_breaks": self.graph_breaks, "fallbacks": self.fallbacks}
+
+    def summary(self) -> str:
+        return (f"{self.graphs} graph{'s' * (self.graphs != 1)}, {self.graph_breaks} graph break"
+                f"{'s' * (self.graph_breaks != 1)}, {self.fallbacks} eager fallback{'s' * (self.fallbacks != 1)}")
+
+
 def compile_regions(model: nn.Module) -> list[str]:
     """torch.compile every transformer `Block` of `model` in place; -> the compiled module names.
 
@@ -153,10 +191,16 @@ def compile_regions(model: nn.Module) -> list[str]:
     breaks, and the compiled code of one block serves them all (one compilation, not one per block).
     Everything that must stay eager stays outside: the all-gathers of the contrastive losses, the queue
     look-ups with their checks, the losses. Compiling in place keeps parameter names (and checkpoint
-    keys) unchanged. Call it before wrapping the model in DistributedDataParallel.
+    keys) unchanged. Call it before wrapping the model in DistributedDataParallel. Raises dynamo's
+    recompile limit to at least RECOMPILE_LIMIT (process-wide) so that no variant falls back to eager.
     """
+    import torch._dynamo
+
     from stars.models.blocks import Block
 
+    config = torch._dynamo.config
+    if config.recompile_limit < RECOMPILE_LIMIT:
+        config.recompile_limit = RECOMPILE_LIMIT
     names = []
     for name, module in model.named_modules():
         if isinstance(module, Block):
@@ -351,6 +395,8 @@ class Trainer:
                 f"the training split gives no full batch of {run.batch_size}; lower batch_size"
             )
         history = []
+        compiled_from = CompileStats.now() if run.compile else None
+        warned_fallbacks = 0
         if dist.is_main_process():
             self.metrics.truncate(self.start_epoch)  # rows of epochs after the checkpoint are redone
         for epoch in range(self.start_epoch, end_epoch):
@@ -406,6 +452,14 @@ class Trainer:
                 self.epoch_row = row  # this epoch's training metrics, readable by the callback
                 self.module.eval()
                 row.update(self.end_of_epoch(unwrap(self.module), epoch))
+            if compiled_from is not None:  # this run's compilation so far, monitor included
+                compiled = CompileStats.now().since(compiled_from)
+                row.update(compiled_graphs=compiled.graphs, graph_breaks=compiled.graph_breaks,
+                           eager_fallbacks=compiled.fallbacks)
+                if compiled.fallbacks > warned_fallbacks and dist.is_main_process():
+                    warned_fallbacks = compiled.fallbacks
+                    warnings.warn(f"{self.kind}: torch.compile gave up on {compiled.fallbacks} frame(s), which "
+                                  "run eager (TORCH_LOGS=recompiles shows why)", stacklevel=2)
             if dist.is_main_process():
                 self.metrics.append(row)
             history.append(row)
