@@ -483,6 +483,8 @@ def _maybe_compile(module: torch.nn.Module, mode: str):
 
 def format_results(results: dict) -> str:
     """A plain-text table of the measurements."""
+    from stars.train.engine import CompileStats
+
     options = f" · attention kernel: {results['sdpa']}" if results.get("sdpa", "auto") != "auto" else ""
     if results.get("compile", "off") != "off":
         options += f" · compiled: {results['compile']}"
@@ -498,7 +500,7 @@ def format_results(results: dict) -> str:
         mfu = f"{100 * ours['mfu']:.1f}%" if "mfu" in ours else "—"
         lines.append(f"{name:<9} {ours['sequences_per_s']:>11.1f} {base['sequences_per_s']:>11.1f} "
                      f"{row['speedup']:>8.2f}x {mem:>9} {tflops:>8} {mfu:>6}")
-    compiled = [f"{name} {row['compile']['graphs']} graphs, {row['compile']['graph_breaks']} breaks"
+    compiled = [f"{name} {CompileStats(**row['compile']).summary(fallbacks=False)}"
                 for name, row in results["workloads"].items() if "compile" in row]
     if compiled:
         lines.append(f"compiled ({results['compile']}): " + "; ".join(compiled) + "; no eager fallback")

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from stars.io import REPO_ROOT, atomic_write_bytes, provenance, write_json
+from stars.train.engine import CompileStats
 
 # bf16 agreement tolerances (stated in the report)
 FEATURE_COSINE_MIN = 0.99  # mean cosine similarity of pooled features, bf16 vs fp32
@@ -315,7 +316,8 @@ def _kernel_lines(kernels: dict) -> list[str]:
         if not isinstance(item, dict):
             continue
         if "workloads" not in item:
-            reason = "no kernel for these inputs" if "unavailable" in item else item.get("skipped", "failed")
+            reason = "no kernel for these inputs" if "unavailable" in item else item.get("skipped") or \
+                " ".join(["failed:", *item.get("tail", "").strip().splitlines()[-1:]]).replace("|", "/")
             lines.append(f"| {kernel} | — | {reason} | | | | |")
             continue
         for step, row in item["workloads"].items():
@@ -324,7 +326,7 @@ def _kernel_lines(kernels: dict) -> list[str]:
                      _number(parts.get("attention_tflops")), _percent(parts.get("ceiling_mfu"))]
             label = kernel
             if "compile" in row:  # the bench refuses a compiled row with no graph or an eager fallback
-                label += f" ({row['compile']['graphs']} graphs, {row['compile']['graph_breaks']} breaks)"
+                label += f" ({CompileStats(**row['compile']).summary(fallbacks=False)})"
             lines.append(f"| {label} | {step} | " + " | ".join(cells) + " |")
             if "summary" in parts:
                 summaries.append(f"- {kernel}, {step}: " + parts["summary"].replace("\n", "; "))

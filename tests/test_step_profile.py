@@ -133,7 +133,7 @@ def test_a_compiled_bench_shows_it_compiled_and_refuses_eager_fallbacks(tmp_path
                         compile="blocks")
     stats = results["workloads"]["pretrain"]["compile"]
     assert stats["graphs"] >= 2 and stats["graph_breaks"] == 0 and stats["fallbacks"] == 0  # encoder + decoder
-    assert f"compiled (blocks): pretrain {stats['graphs']} graphs, 0 breaks; no eager fallback" in format_results(results)
+    assert f"compiled (blocks): pretrain {stats['graphs']} graphs, 0 graph breaks; no eager fallback" in format_results(results)
 
     torch._dynamo.reset()  # the decoder's length is a second variant; with room for one, it would run eager
     monkeypatch.setattr(engine, "RECOMPILE_LIMIT", 1)
@@ -154,4 +154,9 @@ def test_gpu_check_kernel_table_lists_speed_ceiling_and_unavailable_kernels():
     compiled = {"workloads": {"tune": {"ours": {"sequences_per_s": 2400.0, "mfu": 0.2},
                                        "compile": {"graphs": 4, "graph_breaks": 0, "fallbacks": 0}}}}
     lines = "\n".join(_kernel_lines({"auto, blocks compiled": compiled}))
-    assert "| auto, blocks compiled (4 graphs, 0 breaks) | tune | 2400 | 20.0 % |" in lines
+    assert "| auto, blocks compiled (4 graphs, 0 graph breaks) | tune | 2400 | 20.0 % |" in lines
+    failed = {"returncode": 2, "tail": "...\nstars bench: error: --compile model: our pretrain step did not run compiled"}
+    lines = "\n".join(_kernel_lines({"auto, model compiled": failed, "flash": {"skipped": "out of time"}}))
+    assert "| auto, model compiled | — | failed: stars bench: error: --compile model: our pretrain step did not run " \
+           "compiled |" in lines
+    assert "| flash | — | out of time |" in lines

@@ -178,9 +178,11 @@ class CompileStats:
     def to_dict(self) -> dict[str, int]:
         return {"graphs": self.graphs, "graph_breaks": self.graph_breaks, "fallbacks": self.fallbacks}
 
-    def summary(self) -> str:
-        return (f"{self.graphs} graph{'s' * (self.graphs != 1)}, {self.graph_breaks} graph break"
-                f"{'s' * (self.graph_breaks != 1)}, {self.fallbacks} eager fallback{'s' * (self.fallbacks != 1)}")
+    def summary(self, fallbacks: bool = True) -> str:
+        """'3 graphs, 0 graph breaks, 0 eager fallbacks' (without the fallbacks when `fallbacks` is False)."""
+        counts = [(self.graphs, "graph"), (self.graph_breaks, "graph break")]
+        counts += [(self.fallbacks, "eager fallback")] if fallbacks else []
+        return ", ".join(f"{n} {word}{'s' * (n != 1)}" for n, word in counts)
 
 
 def compile_regions(model: nn.Module) -> list[str]:
