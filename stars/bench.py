@@ -24,6 +24,7 @@ both sides) and MFU against the device's dense bf16 peak.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -295,11 +296,14 @@ def _run_bench(data: str | None = None, preset: str = "paper", batch_size: int =
         results["workloads"][name] = {"ours": ours, "baseline": other,
                                       "speedup": other["seconds_per_step"] / ours["seconds_per_step"]}
         if compiled_from is not None:  # a "compiled" figure must come from compiled code
-            compiled = CompileStats.now().since(compiled_from)
-            if compiled.graphs == 0 or compiled.fallbacks:
+            # no frame may have fallen back to eager, and the process must have compiled something (not so
+            # with dynamo switched off); a step may add no graph when it reuses variants compiled earlier
+            now = CompileStats.now()
+            compiled = now.since(compiled_from)
+            if compiled.fallbacks or now.graphs == 0:
                 raise BenchError(f"--compile {compile}: our {name} step did not run compiled ({compiled.summary()}; "
                                  "TORCH_LOGS=recompiles,graph_breaks shows why)")
-            results["workloads"][name]["compile"] = compiled.to_dict()
+            results["workloads"][name]["compile"] = dataclasses.asdict(compiled)
 
     if "feeder" in workloads:
         reference = ReferenceFeeder(split, train=True, crop=crop, random_rot=0.3, seed=0)

@@ -316,9 +316,7 @@ def _kernel_lines(kernels: dict) -> list[str]:
         if not isinstance(item, dict):
             continue
         if "workloads" not in item:
-            reason = "no kernel for these inputs" if "unavailable" in item else item.get("skipped") or \
-                " ".join(["failed:", *item.get("tail", "").strip().splitlines()[-1:]]).replace("|", "/")
-            lines.append(f"| {kernel} | — | {reason} | | | | |")
+            lines.append(f"| {kernel} | — | {_not_run_reason(item)} | | | | |")
             continue
         for step, row in item["workloads"].items():
             ours, parts = row["ours"], item.get("breakdowns", {}).get(step, {})
@@ -331,6 +329,16 @@ def _kernel_lines(kernels: dict) -> list[str]:
             if "summary" in parts:
                 summaries.append(f"- {kernel}, {step}: " + parts["summary"].replace("\n", "; "))
     return lines + [""] + summaries
+
+
+def _not_run_reason(item: dict) -> str:
+    """Why a kernel run gave no measurements: no kernel for the inputs, out of time, or its error line."""
+    if "unavailable" in item:
+        return "no kernel for these inputs"
+    if "skipped" in item:
+        return item["skipped"]
+    last_line = item.get("tail", "").strip().splitlines()[-1:]
+    return " ".join(["failed:", *last_line]).replace("|", "/")  # no table cell break inside the cell
 
 
 def _percent(value: float | None) -> str:

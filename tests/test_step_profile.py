@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -120,8 +123,6 @@ def test_bench_profile_reports_the_breakdown(tmp_path):
 
 @pytest.mark.slow
 def test_a_compiled_bench_shows_it_compiled_and_refuses_eager_fallbacks(tmp_path, monkeypatch):
-    import torch
-
     import stars.train.engine as engine
     from stars.bench import format_results
     from stars.data.synthetic import prepare_synthetic
@@ -134,6 +135,14 @@ def test_a_compiled_bench_shows_it_compiled_and_refuses_eager_fallbacks(tmp_path
     stats = results["workloads"]["pretrain"]["compile"]
     assert stats["graphs"] >= 2 and stats["graph_breaks"] == 0 and stats["fallbacks"] == 0  # encoder + decoder
     assert f"compiled (blocks): pretrain {stats['graphs']} graphs, 0 graph breaks; no eager fallback" in format_results(results)
+    again = run_bench(data, preset="tiny", batch_size=8, steps=1, rounds=1, device="cpu", workloads=("pretrain",),
+                      compile="blocks")  # the same variants, already compiled in this process: reused, not refused
+    assert again["workloads"]["pretrain"]["compile"] == {"graphs": 0, "graph_breaks": 0, "fallbacks": 0}
+
+    off = subprocess.run([sys.executable, "-m", "stars", "bench", "--data", data, "--preset", "tiny", "--batch-size", "8",
+                          "--steps", "1", "--rounds", "1", "--workloads", "pretrain", "--device", "cpu", "--compile"],
+                         capture_output=True, text=True, env={**os.environ, "TORCH_COMPILE_DISABLE": "1"})
+    assert off.returncode == 2 and "--compile blocks: our pretrain step did not run compiled (0 graphs" in off.stderr
 
     torch._dynamo.reset()  # the decoder's length is a second variant; with room for one, it would run eager
     monkeypatch.setattr(engine, "RECOMPILE_LIMIT", 1)

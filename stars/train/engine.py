@@ -175,9 +175,6 @@ class CompileStats:
         return CompileStats(self.graphs - earlier.graphs, self.graph_breaks - earlier.graph_breaks,
                             self.fallbacks - earlier.fallbacks)
 
-    def to_dict(self) -> dict[str, int]:
-        return {"graphs": self.graphs, "graph_breaks": self.graph_breaks, "fallbacks": self.fallbacks}
-
     def summary(self, fallbacks: bool = True) -> str:
         """'3 graphs, 0 graph breaks, 0 eager fallbacks' (without the fallbacks when `fallbacks` is False)."""
         counts = [(self.graphs, "graph"), (self.graph_breaks, "graph break")]
